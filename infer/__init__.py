@@ -1,0 +1,1 @@
+"""RVC training and conversion library."""

@@ -1,0 +1,82 @@
+"""One place for logging and progress.
+
+Log lines are plain (`2026-11-25 10:00:00 INFO rvc.train: epoch 3/10 ...`) on stdout, so they read well
+in cog's prediction log. `progress()` draws a tqdm bar in a terminal and otherwise logs a line every
+`every` percent, so a prediction log shows progress without bar noise.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+ROOT = "rvc"
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def get_logger(name: str) -> logging.Logger:
+    """A logger under the project's root (`rvc.<name>`)."""
+    return logging.getLogger(f"{ROOT}.{name}" if not name.startswith(ROOT) else name)
+
+
+def setup_logging(level: int = logging.INFO, log_file: str | None = None) -> None:
+    """Send the project's logs to stdout (and `log_file`); safe to call more than once."""
+    root = logging.getLogger(ROOT)
+    root.setLevel(level)
+    root.propagate = False
+    fmt = logging.Formatter(_FORMAT, "%Y-%m-%d %H:%M:%S")
+    if not any(getattr(h, "_rvc_stdout", False) for h in root.handlers):
+        h = logging.StreamHandler(sys.stdout)
+        h.setFormatter(fmt)
+        h._rvc_stdout = True  # type: ignore[attr-defined]
+        root.addHandler(h)
+    if log_file and not any(getattr(h, "baseFilename", None) == str(log_file) for h in root.handlers):
+        fh = logging.FileHandler(log_file)
+        fh.setFormatter(fmt)
+        root.addHandler(fh)
+
+
+def is_terminal() -> bool:
+    """True when stderr is an interactive terminal (draw bars), False in cog and CI (log lines)."""
+    return sys.stderr.isatty()
+
+
+def progress(
+    items: Iterable[T],
+    desc: str,
+    total: int | None = None,
+    unit: str = "it",
+    logger: logging.Logger | None = None,
+    every: float = 10.0,
+) -> Iterator[T]:
+    """Iterate `items` showing progress: a tqdm bar in a terminal, else a log line each `every` %."""
+    if total is None:
+        try:
+            total = len(items)  # type: ignore[arg-type]
+        except TypeError:
+            total = None
+    if is_terminal():
+        yield from tqdm(items, desc=desc, total=total, unit=unit)
+        return
+    log = logger or get_logger("progress")
+    start = time.monotonic()
+    next_pct = every
+    n = 0
+    for n, item in enumerate(items, 1):
+        yield item
+        if total:
+            pct = 100.0 * n / total
+            if pct >= next_pct or n == total:
+                el = time.monotonic() - start
+                eta = el / n * (total - n)
+                log.info("%s: %d/%d %s (%.0f%%, %.1fs elapsed, ETA %.1fs)", desc, n, total, unit, pct, el, eta)
+                while next_pct <= pct:
+                    next_pct += every
+    if not total:
+        log.info("%s: %d %s done in %.1fs", desc, n, unit, time.monotonic() - start)

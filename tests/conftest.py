@@ -1,0 +1,66 @@
+"""Shared fixtures: where the repository, ../shared/reference and ../shared/data are; tiny configs."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from infer.lib.config import RVCConfig, load_config
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = Path(os.environ.get("RVC_SHARED_DIR", REPO_ROOT.parent / "shared")).resolve()
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"{path} is missing: tests need ../shared beside the repository (or RVC_SHARED_DIR)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    return _need(SHARED_DIR / "reference")
+
+
+@pytest.fixture(scope="session")
+def joe_1min() -> Path:
+    return _need(SHARED_DIR / "data" / "joe_1min")
+
+
+@pytest.fixture(scope="session")
+def joe_10min() -> Path:
+    return _need(SHARED_DIR / "data" / "joe_10min")
+
+
+def make_tiny_config(version: str = "v2", sample_rate: str = "40k") -> RVCConfig:
+    """The real config for (version, sample_rate) with a network small enough for CPU tests."""
+    cfg = load_config(version, sample_rate)
+    model = dataclasses.replace(
+        cfg.model,
+        inter_channels=16,
+        hidden_channels=16,
+        filter_channels=32,
+        n_heads=2,
+        n_layers=2,
+        resblock_kernel_sizes=(3,),
+        resblock_dilation_sizes=((1, 3),),
+        upsample_initial_channel=32,
+        gin_channels=16,
+    )
+    train = dataclasses.replace(cfg.train, batch_size=2, log_interval=1)
+    return dataclasses.replace(cfg, model=model, train=train)
+
+
+@pytest.fixture
+def tiny_config() -> Callable[..., RVCConfig]:
+    """Factory: `tiny_config("v2", "40k")`."""
+    return make_tiny_config
