@@ -1,0 +1,195 @@
+"""Reading any audio (or video with an audio track) through ffmpeg.
+
+Three operations, all thin wrappers over the `ffprobe`/`ffmpeg` executables run with argument lists
+(no shell) and their stderr captured, so a failure carries ffmpeg's own reason:
+
+- `probe(path) -> AudioInfo`: duration, sample rate, channels, codec of the first audio stream;
+- `convert_to_wav(src, dst)`: any format ffmpeg reads -> mono WAV, 32-bit float, at the source rate;
+- `load_audio(path, sr) -> np.ndarray`: decoded, downmixed and resampled by ffmpeg, float32 mono in
+  [-1, 1] (values slightly above 1 are kept as decoded), shape [samples].
+
+A file ffmpeg cannot read raises `AudioDecodeError` (a `UserInputError`) whose message names the file
+and says why; `describe_bad_file` turns the first bytes of a file into a human reason ("an HTML page").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from infer.lib.errors import UserInputError
+
+FFMPEG = os.environ.get("RVC_FFMPEG", "ffmpeg")
+FFPROBE = os.environ.get("RVC_FFPROBE", "ffprobe")
+
+# The WAV format `convert_to_wav` writes: mono, 32-bit float (no clipping of decoder overshoot, no
+# quantisation), at the source's own sample rate (preprocessing resamples to the training rate).
+WAV_CODEC = "pcm_f32le"
+
+# Extensions we treat as audio/video when scanning folders and zips (ffmpeg decides in the end).
+AUDIO_EXTENSIONS = frozenset(
+    ".wav .wave .mp3 .flac .ogg .oga .opus .m4a .mp4 .m4v .aac .wma .aif .aiff .aifc .caf .amr .3gp .3g2 "
+    ".webm .mkv .mka .mov .avi .wv .ape .ac3 .mpga .mp2 .au .snd .spx .ts .flv".split()
+)
+
+
+class AudioDecodeError(UserInputError):
+    """ffmpeg could not read a file as audio."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What ffprobe says about a file's first audio stream."""
+
+    path: str
+    duration_s: float  # seconds (0.0 when unknown)
+    sample_rate: int  # Hz
+    channels: int
+    codec: str
+    container: str
+    has_video: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _require(tool: str) -> str:
+    exe = shutil.which(tool)
+    if exe is None:
+        raise RuntimeError(f"{tool} is not installed (install ffmpeg, e.g. `apt-get install ffmpeg`)")
+    return exe
+
+
+def _last_lines(text: str, n: int = 3) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return " / ".join(lines[-n:]) if lines else "no output"
+
+
+def describe_bad_file(path: str | os.PathLike[str]) -> str | None:
+    """A human reason when the bytes of `path` are obviously not media (empty, HTML, JSON, text)."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError as e:
+        return f"cannot read the file ({e.strerror})"
+    if size == 0:
+        return "the file is empty (0 bytes)"
+    with open(p, "rb") as f:
+        head = f.read(512)
+    low = head.lstrip().lower()
+    if low.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in low[:256]:
+        return "the server returned an HTML page, not audio (use a direct download link, not a share/preview page)"
+    if low.startswith((b"{", b"[")):
+        return "the file is JSON/text, not audio (the link may point at an API error response)"
+    if low.startswith(b"<?xml"):
+        return "the file is XML, not audio (the link may point at an error page or a storage API response)"
+    return None
+
+
+def probe(path: str | os.PathLike[str]) -> AudioInfo:
+    """Probe `path` with ffprobe; raise `AudioDecodeError` when it has no readable audio stream."""
+    path = Path(path)
+    obvious = describe_bad_file(path)
+    if obvious:
+        raise AudioDecodeError(f"{path.name}: {obvious}")
+    cmd = [
+        _require(FFPROBE), "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise AudioDecodeError(f"{path.name}: not a readable audio or video file ({_last_lines(proc.stderr)})")
+    try:
+        data = json.loads(proc.stdout or "{}")
+    except json.JSONDecodeError as e:
+        raise AudioDecodeError(f"{path.name}: ffprobe gave unreadable output ({e})") from e
+    streams = data.get("streams", [])
+    audio = [s for s in streams if s.get("codec_type") == "audio"]
+    if not audio:
+        raise AudioDecodeError(f"{path.name}: the file has no audio track")
+    a = audio[0]
+    fmt = data.get("format", {})
+    duration = _to_float(a.get("duration")) or _to_float(fmt.get("duration")) or 0.0
+    sample_rate = int(_to_float(a.get("sample_rate")) or 0)
+    if sample_rate <= 0:
+        raise AudioDecodeError(f"{path.name}: the audio track has no valid sample rate")
+    return AudioInfo(
+        path=str(path),
+        duration_s=float(duration),
+        sample_rate=sample_rate,
+        channels=int(a.get("channels") or 0),
+        codec=str(a.get("codec_name", "?")),
+        container=str(fmt.get("format_name", "?")),
+        has_video=any(
+            s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic") for s in streams
+        ),
+    )
+
+
+def _to_float(v: object) -> float | None:
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return f if np.isfinite(f) and f > 0 else None
+
+
+def convert_to_wav(src: str | os.PathLike[str], dst: str | os.PathLike[str], sample_rate: int | None = None) -> None:
+    """Decode the first audio stream of `src` into a mono 32-bit float WAV at `dst`.
+
+    `sample_rate` None keeps the source rate. `dst` is written to a temporary name and renamed, so
+    it is never left half written. Raises `AudioDecodeError` with ffmpeg's reason.
+    """
+    from infer.lib.fileio import atomic_path
+
+    src, dst = Path(src), Path(dst)
+    obvious = describe_bad_file(src)
+    if obvious:
+        raise AudioDecodeError(f"{src.name}: {obvious}")
+    with atomic_path(dst, suffix=".wav") as tmp:
+        cmd = [
+            _require(FFMPEG), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(src),
+            "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-c:a", WAV_CODEC,
+        ]  # fmt: skip
+        if sample_rate:
+            cmd += ["-ar", str(int(sample_rate))]
+        cmd += ["-f", "wav", str(tmp)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            raise AudioDecodeError(f"{src.name}: ffmpeg could not decode the audio ({_last_lines(proc.stderr)})")
+        import soundfile as sf
+
+        try:
+            frames = sf.info(str(tmp)).frames
+        except Exception as e:  # noqa: BLE001 - report any reader failure as a decode failure
+            raise AudioDecodeError(f"{src.name}: the decoded audio is unreadable ({e})") from e
+        if frames == 0:
+            raise AudioDecodeError(f"{src.name}: no audio could be decoded (the file is truncated or empty)")
+
+
+def load_audio(path: str | os.PathLike[str], sr: int) -> np.ndarray:
+    """Decode `path` to float32 mono at `sr` Hz with ffmpeg: shape [samples].
+
+    Multi-channel audio is averaged to mono by ffmpeg; video files give their first audio track.
+    Raises `AudioDecodeError` when ffmpeg cannot read the file or it decodes to nothing.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioDecodeError(f"{path}: no such file")
+    cmd = [
+        _require(FFMPEG), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path),
+        "-map", "0:a:0", "-vn", "-sn", "-dn", "-f", "f32le", "-acodec", "pcm_f32le", "-ac", "1", "-ar", str(int(sr)), "-",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        reason = describe_bad_file(path) or _last_lines(proc.stderr.decode("utf-8", "replace"))
+        raise AudioDecodeError(f"{path.name}: ffmpeg could not decode the audio ({reason})")
+    audio = np.frombuffer(proc.stdout, dtype=np.float32).copy()
+    if audio.size == 0:
+        raise AudioDecodeError(f"{path.name}: no audio could be decoded (the file is truncated or empty)")
+    return audio
