@@ -1,0 +1,536 @@
+"""The Cog predictor: recordings of one voice in, a zip with a trained RVC voice model out.
+
+`Predictor.setup()` runs once per container: it fetches the base weights when they are not baked
+into the image (HuBERT, RMVPE; never more) and loads what every job shares. `Predictor.predict()`
+validates every input before any long work, then runs, in order: WavDownloader and the dataset zip
+(audio in), WeightDownloader (the pretrained G/D of the chosen variant), AudioEnhancer (optional),
+and TrainModules (preprocess, pitch, features, training, index, the zip).
+
+`FileManager` owns the workspace: a fresh folder per prediction, the output archive, and clean-up of
+the large intermediates when the job ends, whether it succeeded or not.
+
+Environment (all optional):
+- `RVC_WEIGHTS_DIR`, `RVC_WEIGHTS_BASE_URL`, `RVC_OFFLINE`: see `infer/lib/weights.py`.
+- `RVC_JOBS_DIR`: where the per-prediction folders go (default: the system temp dir).
+- `RVC_TEST_TINY_MODEL=1`: TEST ONLY. Trains a tiny network (hidden width 16, 2 layers) so the HTTP
+  API and web UI tests finish on CPU. A model trained this way is useless; never set it in production.
+"""
+
+import contextlib
+import dataclasses
+import logging
+import os
+import pathlib
+import re
+import shutil
+import signal
+import tempfile
+import time
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from cog import BasePredictor, CancelationException, Input, Path
+
+from infer.lib.errors import CancelledError, UserInputError
+from infer.lib.log import get_logger, setup_logging
+
+log = get_logger("predict")
+
+SAMPLE_RATES = ("32k", "40k", "48k")
+VERSIONS = ("v1", "v2")
+F0_METHODS = ("pm", "dio", "harvest", "crepe", "fcpe", "rmvpe", "rmvpe_gpu")
+MAX_EPOCHS = 1000
+MAX_BATCH_SIZE = 128
+URL_SCHEMES = ("http://", "https://", "data:")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+TINY_ENV = "RVC_TEST_TINY_MODEL"
+JOBS_ENV = "RVC_JOBS_DIR"
+
+
+# ------------------------------------------------------------------------------------------------
+# The validated request
+# ------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class TrainRequest:
+    """Every Predictor input, checked: what `predict()` hands to the pipeline."""
+
+    wav_urls: tuple[str, ...]
+    dataset: pathlib.Path | None
+    sample_rate: str
+    version: str
+    f0method: str
+    epochs: int
+    batch_size: int | str  # an int >= 1 or "auto"
+    enhance_audio: bool
+    trim_silence: bool
+    experiment_name: str
+    save_every_epoch: int
+    resume_from: pathlib.Path | None
+    include_checkpoints: bool
+    seed: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["wav_urls"] = [_redact_url(u) for u in self.wav_urls]
+        d["dataset"] = self.dataset.name if self.dataset else None
+        d["resume_from"] = self.resume_from.name if self.resume_from else None
+        return d
+
+
+def _redact_url(url: str) -> str:
+    """A URL safe to log: data URIs shortened, query strings (signed tokens) dropped."""
+    if url.startswith("data:"):
+        return url[:32] + ("..." if len(url) > 32 else "")
+    return url.split("?", 1)[0]
+
+
+def parse_batch_size(value: str | int) -> int | str:
+    """`"auto"` or a positive integer (given as text, as the seed's API took it)."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "auto"
+    try:
+        n = int(text)
+    except ValueError:
+        raise UserInputError(f"batch_size must be a whole number (e.g. 7) or 'auto', got {value!r}") from None
+    if not 1 <= n <= MAX_BATCH_SIZE:
+        raise UserInputError(f"batch_size must be between 1 and {MAX_BATCH_SIZE} (or 'auto'), got {n}")
+    return n
+
+
+def _check_zip(path: pathlib.Path, what: str) -> pathlib.Path:
+    if not path.is_file():
+        raise UserInputError(f"{what}: the uploaded file is missing ({path.name})")
+    if not zipfile.is_zipfile(path):
+        raise UserInputError(f"{what} must be a .zip file; {path.name!r} is not a zip archive")
+    return path
+
+
+def validate_request(
+    wav_urls: list[str] | None = None,
+    dataset: str | os.PathLike[str] | None = None,
+    sample_rate: str = "48k",
+    version: str = "v2",
+    f0method: str = "rmvpe_gpu",
+    epoch: int = 10,
+    batch_size: str | int = "7",
+    enhance_audio: bool = True,
+    trim_silence: bool = True,
+    experiment_name: str = "rvc_model",
+    save_every_epoch: int = 50,
+    resume_from: str | os.PathLike[str] | None = None,
+    include_checkpoints: bool = False,
+    seed: int | None = None,
+) -> TrainRequest:
+    """Check every input (cheap checks only) and return the request, or raise `UserInputError`."""
+    urls = tuple(u.strip() for u in (wav_urls or []) if u and u.strip())
+    bad = [u for u in urls if not u.lower().startswith(URL_SCHEMES)]
+    if bad:
+        raise UserInputError(
+            "wav_urls must be http(s) URLs or data: URIs; not usable: "
+            + ", ".join(repr(_redact_url(u)) for u in bad[:5])
+        )
+    ds = _check_zip(pathlib.Path(dataset), "dataset") if dataset else None
+    if not urls and ds is None:
+        raise UserInputError(
+            "no training audio: give `wav_urls` (links to recordings of the voice) and/or `dataset` (a zip of them)"
+        )
+    if sample_rate not in SAMPLE_RATES:
+        raise UserInputError(f"sample_rate must be one of {', '.join(SAMPLE_RATES)}, got {sample_rate!r}")
+    if version not in VERSIONS:
+        raise UserInputError(f"version must be one of {', '.join(VERSIONS)}, got {version!r}")
+    if f0method not in F0_METHODS:
+        raise UserInputError(f"f0method must be one of {', '.join(F0_METHODS)}, got {f0method!r}")
+    if not 1 <= int(epoch) <= MAX_EPOCHS:
+        raise UserInputError(f"epoch must be between 1 and {MAX_EPOCHS}, got {epoch}")
+    if not 1 <= int(save_every_epoch) <= MAX_EPOCHS:
+        raise UserInputError(f"save_every_epoch must be between 1 and {MAX_EPOCHS}, got {save_every_epoch}")
+    name = (experiment_name or "").strip()
+    if not NAME_RE.match(name):
+        raise UserInputError(
+            "experiment_name names the files in the zip: 1-64 letters, digits, '_', '-' or '.', "
+            f"starting with a letter or digit; got {experiment_name!r}"
+        )
+    resume = _check_zip(pathlib.Path(resume_from), "resume_from") if resume_from else None
+    if seed is not None and not 0 <= int(seed) < 2**32:
+        raise UserInputError(f"seed must be between 0 and {2**32 - 1}, got {seed}")
+    return TrainRequest(
+        wav_urls=urls,
+        dataset=ds,
+        sample_rate=sample_rate,
+        version=version,
+        f0method=f0method,
+        epochs=int(epoch),
+        batch_size=parse_batch_size(batch_size),
+        enhance_audio=bool(enhance_audio),
+        trim_silence=bool(trim_silence),
+        experiment_name=name,
+        save_every_epoch=int(save_every_epoch),
+        resume_from=resume,
+        include_checkpoints=bool(include_checkpoints),
+        seed=None if seed is None else int(seed),
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# The workspace
+# ------------------------------------------------------------------------------------------------
+class FileManager:
+    """A fresh folder per prediction under `base`, the output archive, and clean-up.
+
+    Layout of one job folder (`<base>/job-<time>-<id>/`):
+      inputs/   downloaded and extracted audio      (deleted when the job ends)
+      exp/      the experiment folder (reference layout; deleted when the job ends)
+      out/      the archive returned to the caller  (kept until the next job starts)
+    """
+
+    PREFIX = "job-"
+
+    def __init__(self, base: str | os.PathLike[str] | None = None) -> None:
+        root = base or os.environ.get(JOBS_ENV) or pathlib.Path(tempfile.gettempdir()) / "rvc-jobs"
+        self.base = pathlib.Path(root)
+        self.job_dir: pathlib.Path | None = None
+
+    def start(self) -> pathlib.Path:
+        """Remove what earlier jobs left (their returned archives) and make a fresh, empty job folder."""
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.purge_previous()
+        name = f"{self.PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        self.job_dir = self.base / name
+        self.job_dir.mkdir()
+        for sub in ("inputs", "exp", "out"):
+            (self.job_dir / sub).mkdir()
+        return self.job_dir
+
+    def _need(self) -> pathlib.Path:
+        if self.job_dir is None:
+            raise RuntimeError("FileManager.start() was not called")
+        return self.job_dir
+
+    @property
+    def inputs_dir(self) -> pathlib.Path:
+        return self._need() / "inputs"
+
+    @property
+    def exp_dir(self) -> pathlib.Path:
+        return self._need() / "exp"
+
+    @property
+    def out_dir(self) -> pathlib.Path:
+        return self._need() / "out"
+
+    def output_archive(self, name: str) -> pathlib.Path:
+        """Where the returned zip goes: `out/<name>.zip`."""
+        return self.out_dir / f"{name}.zip"
+
+    def purge_previous(self) -> None:
+        """Delete every other job folder under `base` (this process runs one job at a time)."""
+        for d in self.base.glob(f"{self.PREFIX}*"):
+            if d.is_dir() and d != self.job_dir:
+                shutil.rmtree(d, ignore_errors=True)
+
+    def finish(self, success: bool) -> None:
+        """Delete the large intermediates; keep `out/` only when the job succeeded."""
+        if self.job_dir is None:
+            return
+        for sub in ("inputs", "exp"):
+            shutil.rmtree(self.job_dir / sub, ignore_errors=True)
+        if not success:
+            shutil.rmtree(self.job_dir, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Child processes (ffmpeg, DDP workers) and cancellation
+# ------------------------------------------------------------------------------------------------
+def _children_of(pid: int) -> list[int]:
+    """Every live descendant of `pid` (read from /proc; Linux only, empty elsewhere)."""
+    parents: dict[int, list[int]] = {}
+    proc = pathlib.Path("/proc")
+    if not proc.is_dir():
+        return []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...; comm may contain spaces and parentheses
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        parents.setdefault(ppid, []).append(int(entry.name))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for c in parents.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def terminate_children(grace: float = 3.0) -> int:
+    """SIGTERM this process's descendants, SIGKILL those still alive after `grace` s; return the count."""
+    kids = _children_of(os.getpid())
+    for pid in kids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    alive = kids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in alive if pathlib.Path(f"/proc/{p}").exists() and not _is_zombie(p)]
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return len(kids)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+# ------------------------------------------------------------------------------------------------
+# Stages
+# ------------------------------------------------------------------------------------------------
+StageCallback = Callable[[int, int, str], None]
+
+
+class _Stages:
+    """Numbered stage headers in the log (`[stage 2/5] ...`) and an optional callback (web UI progress)."""
+
+    def __init__(self, names: list[str], callback: StageCallback | None = None) -> None:
+        self.names = names
+        self.callback = callback
+        self.started = time.monotonic()
+        self.times: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        i = self.names.index(name) + 1
+        log.info("[stage %d/%d] %s", i, len(self.names), name)
+        if self.callback:
+            self.callback(i, len(self.names), name)
+        t0 = time.monotonic()
+        yield
+        self.times[name] = round(time.monotonic() - t0, 2)
+        log.info("[stage %d/%d] %s done in %.1fs", i, len(self.names), name, self.times[name])
+
+
+STAGES = ["check inputs", "collect audio", "fetch weights", "clean audio", "train", "package"]
+
+
+def tiny_test_config(version: str, sample_rate: str) -> Any:
+    """TEST ONLY (`RVC_TEST_TINY_MODEL=1`): the real config with a network small enough for CPU tests."""
+    from infer.lib.config import load_config
+
+    cfg = load_config(version, sample_rate)
+    model = dataclasses.replace(
+        cfg.model,
+        inter_channels=16,
+        hidden_channels=16,
+        filter_channels=32,
+        n_heads=2,
+        n_layers=2,
+        resblock_kernel_sizes=(3,),
+        resblock_dilation_sizes=((1, 3),),
+        upsample_initial_channel=32,
+        gin_channels=16,
+    )
+    train = dataclasses.replace(cfg.train, log_interval=1)
+    return dataclasses.replace(cfg, model=model, train=train)
+
+
+def _tiny_mode() -> bool:
+    return os.environ.get(TINY_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+class Predictor(BasePredictor):
+    """Train an RVC voice model from recordings of one voice; returns a zip with the model and index."""
+
+    def setup(self) -> None:
+        """Load what every job shares, once: the base weights (fetched only if missing) and the device."""
+        setup_logging()
+        from infer.lib.device import enable_tf32, pick_device
+
+        self.device = pick_device()
+        enable_tf32()
+        self.files = FileManager()
+        self.shared: dict[str, Any] = {}
+        self._setup_shared()
+        log.info("setup done: device %s, jobs under %s", self.device, self.files.base)
+
+    def _setup_shared(self) -> None:
+        """Fetch (if needed) and load HuBERT and RMVPE, and the enhancer when its weights are present."""
+        from infer.lib.weights import WeightDownloader, WeightsSettings
+
+        settings = WeightsSettings.from_env()
+        self.weights_settings = settings
+        base = ["hubert/hubert_base.pt", "rmvpe/rmvpe.pt"]
+        paths = WeightDownloader(settings).fetch(base)
+        self.shared["hubert_path"] = paths["hubert/hubert_base.pt"]
+        self.shared["rmvpe_path"] = paths["rmvpe/rmvpe.pt"]
+        self.shared.update(_load_shared_models(self.shared, self.device, settings))
+
+    def predict(
+        self,
+        wav_urls: list[str] | None = Input(  # noqa: B008
+            default=None,
+            description="Links to recordings of the voice to clone (http/https URLs or data: URIs). Any format "
+            "ffmpeg reads works: wav, mp3, flac, ogg, m4a, even video files. Give this, `dataset`, or both.",
+        ),
+        dataset: Path | None = Input(  # noqa: B008
+            default=None,
+            description="A zip of recordings of the voice (any folder layout and audio format; junk such as "
+            "__MACOSX is skipped). Give this, `wav_urls`, or both.",
+        ),
+        sample_rate: str = Input(
+            default="48k",
+            choices=["32k", "40k", "48k"],
+            description="Sample rate of the model. 48k for clean studio audio, 40k is the common choice, 32k "
+            "for phone-quality recordings.",
+        ),
+        version: str = Input(
+            default="v2",
+            choices=["v1", "v2"],
+            description="RVC model version. v2 (768-dim HuBERT features) sounds better; v1 for old tools.",
+        ),
+        f0method: str = Input(
+            default="rmvpe_gpu",
+            choices=["pm", "dio", "harvest", "crepe", "fcpe", "rmvpe", "rmvpe_gpu"],
+            description="Pitch extraction method. `rmvpe_gpu` recommended (fast and accurate); `rmvpe` is the "
+            "same on CPU; crepe/fcpe are neural alternatives; pm, dio and harvest are classic and faster.",
+        ),
+        epoch: int = Input(
+            default=10,
+            ge=1,
+            le=1000,
+            description="Training epochs (passes over the dataset). 10-20 for a quick test, 100-300 for a "
+            "good voice from 10+ minutes of audio.",
+        ),
+        batch_size: str = Input(
+            default="7",
+            regex="^\\s*([Aa][Uu][Tt][Oo]|[0-9]+)\\s*$",
+            description="Segments per training step: a whole number (e.g. 7) or 'auto' to pick from free GPU "
+            "memory. Lower it if training runs out of memory.",
+        ),
+        enhance_audio: bool = Input(
+            default=True,
+            description="Remove background noise and reverb with MossFormer2 before training. Turn off for "
+            "already clean studio recordings.",
+        ),
+        trim_silence: bool = Input(
+            default=True,
+            description="Trim leading and trailing silence from each recording (pauses inside are kept).",
+        ),
+        experiment_name: str = Input(
+            default="rvc_model",
+            description="Name of the voice model: names the files in the zip (`<name>.pth`, the index). "
+            "Letters, digits, '_', '-' and '.'.",
+        ),
+        save_every_epoch: int = Input(
+            default=50,
+            ge=1,
+            le=1000,
+            description="Save a training checkpoint every N epochs (the last epoch is always saved).",
+        ),
+        resume_from: Path | None = Input(  # noqa: B008
+            default=None,
+            description="Continue training from a zip this model returned earlier with include_checkpoints "
+            "on. `epoch` counts the total, so pick a larger number than before.",
+        ),
+        include_checkpoints: bool = Input(
+            default=False,
+            description="Also put the full training checkpoints (G/D, several hundred MB) in the zip, so "
+            "training can continue later with resume_from.",
+        ),
+        seed: int | None = Input(
+            default=None,
+            description="Random seed for reproducible training. Leave empty for a random one.",
+        ),
+    ) -> Path:
+        """Train a voice model and return the zip (model `.pth`, index, reports, preview)."""
+        request = validate_request(
+            wav_urls=wav_urls,
+            dataset=dataset,
+            sample_rate=sample_rate,
+            version=version,
+            f0method=f0method,
+            epoch=epoch,
+            batch_size=batch_size,
+            enhance_audio=enhance_audio,
+            trim_silence=trim_silence,
+            experiment_name=experiment_name,
+            save_every_epoch=save_every_epoch,
+            resume_from=resume_from,
+            include_checkpoints=include_checkpoints,
+            seed=seed,
+        )
+        return Path(self.train(request))
+
+    def train(self, request: TrainRequest, on_stage: StageCallback | None = None) -> pathlib.Path:
+        """Run one validated job in a fresh workspace; return the path of the zip (the web UI calls this too)."""
+        stages = _Stages(STAGES, on_stage)
+        success = False
+        self.files.start()
+        try:
+            with stages.stage("check inputs"):
+                log.info("inputs: %s", request.to_dict())
+                request = _fit_to_device(request, self.device)
+            archive = _run_job(self, request, stages)
+            success = True
+            return archive
+        except UserInputError as e:
+            log.error("%s", e)
+            raise
+        except (CancelationException, CancelledError, KeyboardInterrupt):
+            n = terminate_children()
+            log.warning("job cancelled%s", f" ({n} child processes stopped)" if n else "")
+            raise
+        except Exception:
+            log.exception("internal error; the traceback above is for the maintainers")
+            terminate_children()
+            raise
+        finally:
+            self.files.finish(success)
+
+
+def _fit_to_device(request: TrainRequest, device: Any) -> TrainRequest:
+    """`rmvpe_gpu` on a machine without a GPU runs RMVPE on the CPU (same numbers, slower)."""
+    if request.f0method == "rmvpe_gpu" and getattr(device, "type", "cpu") != "cuda":
+        log.warning("f0method rmvpe_gpu: no GPU here, running RMVPE on the CPU instead")
+        return dataclasses.replace(request, f0method="rmvpe")
+    return request
+
+
+def _load_shared_models(shared: dict[str, Any], device: Any, settings: Any) -> dict[str, Any]:
+    """Load HuBERT, RMVPE and (when its weights are present) the enhancer into memory, once."""
+    from infer.lib.hubert import load_hubert
+
+    from infer.lib.rmvpe import load_rmvpe
+
+    out: dict[str, Any] = {
+        "hubert": load_hubert(shared["hubert_path"], device),
+        "rmvpe": load_rmvpe(shared["rmvpe_path"], device),
+    }
+    enh_dir = pathlib.Path(settings.weights_dir) / "mossformer2" / "MossFormer2_SE_48K"
+    if enh_dir.is_dir() and any(enh_dir.iterdir()):
+        from infer.lib.enhance import AudioEnhancer
+
+        out["enhancer"] = AudioEnhancer(enh_dir, device=device)
+    else:
+        log.info("enhancer weights not present in %s: fetched on the first job that asks for enhancement", enh_dir)
+    return out
+
+
+def _run_job(predictor: Predictor, request: TrainRequest, stages: _Stages) -> pathlib.Path:
+    """The pipeline proper (wired to the modules of issues 5-8)."""
+    raise NotImplementedError("pipeline wiring pending")
+
+
+def _setup_logging_once() -> None:
+    if not logging.getLogger("rvc").handlers:
+        setup_logging()

@@ -1,0 +1,118 @@
+"""The committed OpenAPI schema, cog.yaml and the container requirements stay in sync with the code."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+from tools.gen_schema import SCHEMA_PATH, build_schema, render
+
+# The seed's documented inputs: existing API callers send these names and rely on these defaults.
+SEED_DEFAULTS = {"sample_rate": "48k", "version": "v2", "f0method": "rmvpe_gpu", "epoch": 10, "batch_size": "7"}
+ISSUE_INPUTS = [
+    "wav_urls",
+    "dataset",
+    "sample_rate",
+    "version",
+    "f0method",
+    "epoch",
+    "batch_size",
+    "enhance_audio",
+    "trim_silence",
+    "experiment_name",
+    "save_every_epoch",
+    "resume_from",
+    "include_checkpoints",
+    "seed",
+]
+
+
+def _pkg_lines(path: Path) -> list[str]:
+    out = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            out.append(line)
+    return out
+
+
+def test_committed_schema_is_up_to_date():
+    committed = SCHEMA_PATH.read_text()
+    fresh = render(build_schema())
+    assert committed == fresh, "run `python -m tools.gen_schema` and commit .cog/openapi_schema.json"
+
+
+def test_schema_inputs_match_the_documented_api():
+    schema = json.loads(SCHEMA_PATH.read_text())
+    comps = schema["components"]["schemas"]
+    props = comps["Input"]["properties"]
+    assert list(props) == ISSUE_INPUTS
+    assert [props[n]["x-order"] for n in ISSUE_INPUTS] == list(range(len(ISSUE_INPUTS)))
+    for name, default in SEED_DEFAULTS.items():
+        assert props[name]["default"] == default, name
+    assert comps["sample_rate"]["enum"] == ["32k", "40k", "48k"]
+    assert comps["version"]["enum"] == ["v1", "v2"]
+    assert comps["f0method"]["enum"] == ["pm", "dio", "harvest", "crepe", "fcpe", "rmvpe", "rmvpe_gpu"]
+    # optional inputs are nullable and not required (cog marks default=None inputs required otherwise)
+    assert "required" not in comps["Input"]
+    for name in ("wav_urls", "dataset", "resume_from", "seed"):
+        assert props[name].get("nullable") is True, name
+    assert props["wav_urls"]["type"] == "array" and props["wav_urls"]["items"] == {"type": "string"}
+    assert props["dataset"]["format"] == "uri" and props["resume_from"]["format"] == "uri"
+    assert props["epoch"]["minimum"] == 1 and props["epoch"]["maximum"] == 1000
+    assert props["enhance_audio"]["default"] is True and props["trim_silence"]["default"] is True
+    for name, prop in props.items():
+        assert len(prop.get("description", "")) > 30, f"{name} needs a description a playground user understands"
+    assert comps["Output"] == {"title": "Output", "type": "string", "format": "uri"}
+    assert schema["openapi"] == "3.0.2"
+    assert set(schema["paths"]) == {"/", "/health-check", "/predictions", "/predictions/{prediction_id}/cancel"}
+
+
+def test_batch_size_pattern_accepts_numbers_and_auto():
+    props = json.loads(SCHEMA_PATH.read_text())["components"]["schemas"]["Input"]["properties"]
+    pat = re.compile(props["batch_size"]["pattern"])
+    for ok in ("7", "16", "auto", "AUTO", " 8 "):
+        assert pat.search(ok), ok
+    for bad in ("", "seven", "7.5", "-3", "auto8"):
+        assert not pat.search(bad), bad
+
+
+def test_cog_yaml_build_settings(repo_root):
+    cfg = yaml.safe_load((repo_root / "cog.yaml").read_text())
+    build = cfg["build"]
+    assert build["gpu"] is True
+    assert build["cuda"] == "11.8"
+    assert build["python_version"] == "3.11"
+    assert "ffmpeg" in build["system_packages"]
+    assert cfg["predict"] == "predict.py:Predictor"
+    req = repo_root / build["python_requirements"]
+    assert req.is_file()
+    nodeps = _pkg_lines(repo_root / "requirements-nodeps.txt")
+    runs = " ".join(r if isinstance(r, str) else r["command"] for r in build["run"])
+    for pkg in nodeps:
+        assert f"--no-deps {pkg}" in runs, f"cog.yaml must install {pkg} with --no-deps"
+
+
+def test_cog_requirements_repeat_requirements_txt(repo_root):
+    """Cog does not follow `-r`: requirements-cog.txt = torch/torchaudio (cu118) + requirements.txt."""
+    cog_pkgs = _pkg_lines(repo_root / "requirements-cog.txt")
+    assert cog_pkgs[:2] == ["torch==2.7.1", "torchaudio==2.7.1"]
+    assert cog_pkgs[2:] == _pkg_lines(repo_root / "requirements.txt")
+    text = (repo_root / "requirements-cog.txt").read_text()
+    assert "download.pytorch.org/whl/cu118" in text
+    assert not re.search(r"^\s*-r\s", text, re.M)
+
+
+def test_dockerfile_matches_requirements(repo_root):
+    docker = (repo_root / "Dockerfile").read_text()
+    assert "torch==2.7.1" in docker and "torchaudio==2.7.1" in docker and "whl/cu118" in docker
+    assert "-r requirements.txt" in docker and "--no-deps -r requirements-nodeps.txt" in docker
+    assert "ffmpeg" in docker and "infer-web.py" in docker
+    compose = yaml.safe_load((repo_root / "docker-compose.yml").read_text())
+    web = compose["services"]["web"]
+    devices = web["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    assert any(str(v).endswith(":/app/assets") for v in web["volumes"])
