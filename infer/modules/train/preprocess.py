@@ -1,0 +1,422 @@
+"""The preprocessing stage: user audio files -> training segments, and the dataset report.
+
+`preprocess(files, exp, sr, half=False, n_workers=None, enhancer=None, trim_silence=True) -> PreprocessReport`
+
+1. every file is probed with ffprobe first; unreadable files stop the stage with one `UserInputError`
+   listing them all (before any long work);
+2. optional, in this process (one model): MossFormer2 enhancement (`enhancer`, an `AudioEnhancer`);
+   files are decoded at the training rate, enhanced, and handed on as float WAVs in a temporary folder;
+3. in a process pool, per file (the reference preprocessing, our own code):
+   decode at `sr` (ffmpeg, mono) -> optional leading/trailing silence trim -> 48 Hz 5th-order
+   Butterworth high-pass (`scipy.signal.lfilter`) -> the slicer (-42 dB, 1500 ms minimum length,
+   400 ms minimum interval, 15 ms hop, 500 ms maximum silence kept) -> segments of `per` seconds
+   (3.7 s, or 3.0 s when `half`) every `per - 0.3` s, the rest of a slice as a last shorter segment
+   -> a segment whose peak exceeds 2.5 is dropped -> loudness normalisation
+   `y = x / peak * (0.9 * 0.75) + 0.25 * x` -> written as 16-bit PCM at `sr` to `exp.gt_wavs_dir` and
+   resampled to 16 kHz (`librosa.resample`) to `exp.wavs16k_dir`, named `<file_idx>_<seg_idx>.wav`
+   (file_idx = position in `files`, seg_idx counting from 0 per file as the reference does);
+4. the `PreprocessReport` (per file: duration, source rate, clipping, silence, segments kept and
+   dropped) is logged, written to `exp.reports_dir/preprocess.json`, and checked: under
+   `warn_speech_s` (10 minutes) of kept audio a warning, under `min_speech_s` a `UserInputError`.
+
+`collect_inputs(urls, zip_path, work_dir)` turns the user's URLs and/or dataset zip into the file list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from infer.lib.audio import AudioDecodeError, load_audio, probe
+from infer.lib.errors import UserInputError
+from infer.lib.layout import ExperimentLayout
+from infer.lib.log import get_logger, progress
+from infer.lib.slicer import Slicer, SlicerParams
+
+if TYPE_CHECKING:
+    from infer.lib.dataset_zip import ZipLimits
+    from infer.lib.enhance import AudioEnhancer
+    from infer.lib.wav_downloader import DownloadSettings
+
+_log = get_logger("preprocess")
+
+SEGMENT_S = 3.7
+SEGMENT_S_HALF = 3.0
+OVERLAP_S = 0.3
+MAX_PEAK = 2.5  # segments louder than this are dropped (reference)
+NORM_MAX = 0.9
+NORM_ALPHA = 0.75
+HIGHPASS_HZ = 48.0
+HIGHPASS_ORDER = 5
+SR_16K = 16000
+CLIP_LEVEL = 0.999  # |sample| at or above counts as clipped
+SILENT_DBFS = -50.0  # a file whose RMS is below this is reported as silent
+WARN_SPEECH_S = 600.0
+MIN_SPEECH_S = 10.0
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """What preprocessing found in one input file."""
+
+    index: int
+    name: str
+    duration_s: float  # decoded length (after enhancement, before trimming)
+    source_sample_rate: int
+    channels: int
+    codec: str
+    peak: float
+    rms_dbfs: float
+    clipped_fraction: float  # of samples at |x| >= 0.999 in the decoded input
+    silent: bool
+    trimmed_s: float  # leading + trailing silence removed
+    slices: int
+    segments_kept: int
+    segments_dropped: int  # peak > 2.5
+    kept_s: float  # seconds of the input covered by kept segments (overlaps counted once)
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class PreprocessReport:
+    """The dataset report: totals, per-file details, warnings."""
+
+    sample_rate: int
+    segment_s: float
+    n_files: int
+    total_duration_s: float
+    kept_s: float
+    segments_kept: int
+    segments_dropped: int
+    sample_rates: dict[str, int]  # source rate (Hz, as text) -> number of files
+    clipped_files: list[str]
+    silent_files: list[str]
+    enhanced: bool
+    trimmed: bool
+    files: list[FileReport]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["files"] = [f.to_dict() for f in self.files]
+        return d
+
+
+@dataclass(frozen=True)
+class _Task:
+    index: int
+    name: str
+    path: str
+    sr: int
+    per: float
+    trim: bool
+    trim_top_db: float
+    gt_dir: str
+    wav16_dir: str
+    info: dict
+    slicer: SlicerParams
+
+
+def _dbfs(x: np.ndarray) -> float:
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+    return 20 * np.log10(rms) if rms > 0 else -200.0
+
+
+def segment_starts(n: int, sr: int, per: float, overlap: float = OVERLAP_S) -> list[tuple[int, int]]:
+    """The reference segmentation of one slice of `n` samples: [(start, end)] sample ranges.
+
+    Full segments of `per` seconds start every `per - overlap` seconds while more than `per + overlap`
+    seconds remain after the start; the remainder from the last start is the final segment.
+    """
+    out = []
+    seg = int(per * sr)
+    tail = (per + overlap) * sr
+    i = 0
+    while True:
+        start = int(sr * (per - overlap) * i)
+        i += 1
+        if n - start > tail:
+            out.append((start, start + seg))
+        else:
+            out.append((start, n))
+            return out
+
+
+def normalize_segment(x: np.ndarray) -> np.ndarray | None:
+    """The reference loudness normalisation; None when the peak exceeds 2.5 (or is 0: nothing to keep)."""
+    peak = float(np.abs(x).max()) if x.size else 0.0
+    if peak > MAX_PEAK or peak == 0.0:
+        return None
+    return (x / peak * (NORM_MAX * NORM_ALPHA) + (1 - NORM_ALPHA) * x).astype(np.float32)
+
+
+def _write_pcm16(path: Path, audio: np.ndarray, sr: int) -> None:
+    import soundfile as sf
+
+    from infer.lib.fileio import atomic_path
+
+    with atomic_path(path, suffix=".wav") as tmp:
+        sf.write(str(tmp), np.clip(audio, -1.0, 1.0), sr, subtype="PCM_16", format="WAV")
+
+
+def _process_file(task: _Task) -> FileReport:
+    """One input file through trim, filter, slicer, segmentation, normalisation and writing."""
+    import librosa
+    from scipy import signal
+
+    info = task.info
+    try:
+        audio = load_audio(task.path, task.sr)
+    except AudioDecodeError as e:
+        return FileReport(task.index, task.name, 0.0, info.get("sample_rate", 0), info.get("channels", 0),
+                          info.get("codec", "?"), 0.0, -200.0, 0.0, True, 0.0, 0, 0, 0, 0.0, str(e))  # fmt: skip
+    duration = audio.shape[0] / task.sr
+    peak = float(np.abs(audio).max())
+    clipped = float(np.mean(np.abs(audio) >= CLIP_LEVEL))
+    level = _dbfs(audio)
+    silent = bool(level < SILENT_DBFS)
+    trimmed_s = 0.0
+    if task.trim and not silent:
+        from infer.lib.enhance import trim_silence
+
+        kept = trim_silence(audio, task.sr, task.trim_top_db)
+        trimmed_s = (audio.shape[0] - kept.shape[0]) / task.sr
+        audio = kept
+    b, a = signal.butter(N=HIGHPASS_ORDER, Wn=HIGHPASS_HZ, btype="high", fs=task.sr)
+    audio = signal.lfilter(b, a, audio).astype(np.float32)
+    slices = Slicer(task.sr, task.slicer).slice(audio) if audio.size else []
+    kept_n = dropped = 0
+    kept_samples = 0
+    seg_idx = 0
+    gt_dir, w16_dir = Path(task.gt_dir), Path(task.wav16_dir)
+    for sl in slices:
+        covered_to = 0  # kept seconds count each sample once, overlaps included once
+        for start, end in segment_starts(sl.shape[0], task.sr, task.per):
+            seg = normalize_segment(sl[start:end])
+            name = f"{task.index}_{seg_idx}.wav"
+            seg_idx += 1
+            if seg is None:
+                dropped += 1
+                continue
+            _write_pcm16(gt_dir / name, seg, task.sr)
+            seg16 = librosa.resample(seg, orig_sr=task.sr, target_sr=SR_16K) if task.sr != SR_16K else seg
+            _write_pcm16(w16_dir / name, seg16, SR_16K)
+            kept_n += 1
+            kept_samples += max(0, end - max(start, covered_to))
+            covered_to = end
+    kept_s = kept_samples / task.sr
+    return FileReport(
+        index=task.index,
+        name=task.name,
+        duration_s=round(duration, 3),
+        source_sample_rate=int(info.get("sample_rate", 0)),
+        channels=int(info.get("channels", 0)),
+        codec=str(info.get("codec", "?")),
+        peak=round(peak, 4),
+        rms_dbfs=round(level, 2),
+        clipped_fraction=round(clipped, 6),
+        silent=silent,
+        trimmed_s=round(trimmed_s, 3),
+        slices=len(slices),
+        segments_kept=kept_n,
+        segments_dropped=dropped,
+        kept_s=round(kept_s, 3),
+    )
+
+
+def probe_all(files: list[Path]) -> list[dict]:
+    """ffprobe every file; one `UserInputError` naming each unreadable file."""
+    infos, bad = [], []
+    for f in files:
+        try:
+            infos.append(probe(f).to_dict())
+        except AudioDecodeError as e:
+            bad.append(f"  {e}")
+    if bad:
+        raise UserInputError(f"{len(bad)} of {len(files)} input file(s) are not readable audio:\n" + "\n".join(bad))
+    return infos
+
+
+def preprocess(
+    files: list[Path],
+    exp: ExperimentLayout,
+    sr: int,
+    half: bool = False,
+    n_workers: int | None = None,
+    enhancer: AudioEnhancer | None = None,
+    trim_silence: bool = True,
+    trim_top_db: float = 40.0,
+    slicer: SlicerParams | None = None,
+    min_speech_s: float = MIN_SPEECH_S,
+    warn_speech_s: float = WARN_SPEECH_S,
+) -> PreprocessReport:
+    """Turn `files` into training segments in `exp`; see the module docstring. Returns the report."""
+    files = [Path(f) for f in files]
+    if not files:
+        raise UserInputError("no audio files to train on: give audio URLs or a dataset zip")
+    if sr <= SR_16K // 2:
+        raise ValueError(f"sample rate {sr} is too low")
+    infos = probe_all(files)
+    exp.gt_wavs_dir.mkdir(parents=True, exist_ok=True)
+    exp.wavs16k_dir.mkdir(parents=True, exist_ok=True)
+    exp.reports_dir.mkdir(parents=True, exist_ok=True)
+    for d in (exp.gt_wavs_dir, exp.wavs16k_dir):  # a re-run must not mix old segments in
+        for old in d.glob("*.wav"):
+            old.unlink()
+    per = SEGMENT_S_HALF if half else SEGMENT_S
+    slicer = slicer or SlicerParams()
+    n_workers = max(1, min(n_workers or os.cpu_count() or 1, len(files)))
+    total_in = sum(i["duration_s"] for i in infos)
+    _log.info(
+        "preprocessing %d file(s), %.1f s of audio, at %d Hz, %.1f s segments, %d worker(s)%s%s",
+        len(files), total_in, sr, per, n_workers, ", enhancement on" if enhancer else "", ", trimming silence" if trim_silence else "",
+    )  # fmt: skip
+    tmp_dir: str | None = None
+    try:
+        paths = [str(f) for f in files]
+        if enhancer is not None:
+            import soundfile as sf
+
+            tmp_dir = tempfile.mkdtemp(prefix=".enhance-", dir=exp.root)
+            for i, f in enumerate(progress(files, "enhancing audio", unit="file", logger=_log)):
+                audio = enhancer.enhance(load_audio(f, sr), sr)
+                out = Path(tmp_dir) / f"{i}.wav"
+                sf.write(str(out), audio, sr, subtype="FLOAT")
+                paths[i] = str(out)
+        tasks = [
+            _Task(i, f.name, paths[i], sr, per, trim_silence, trim_top_db, str(exp.gt_wavs_dir), str(exp.wavs16k_dir), infos[i], slicer)
+            for i, f in enumerate(files)
+        ]  # fmt: skip
+        if n_workers == 1:
+            reports = [_process_file(t) for t in progress(tasks, "preprocessing", unit="file", logger=_log)]
+        else:
+            import multiprocessing as mp
+
+            ctx = mp.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+                reports = list(
+                    progress(
+                        pool.map(_process_file, tasks), "preprocessing", total=len(tasks), unit="file", logger=_log
+                    )
+                )
+    finally:
+        if tmp_dir:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    report = _summarise(reports, sr, per, enhancer is not None, trim_silence, warn_speech_s)
+    from infer.lib.fileio import atomic_write_text
+
+    atomic_write_text(exp.reports_dir / "preprocess.json", json.dumps(report.to_dict(), indent=2))
+    _log_report(report)
+    failed = [r for r in reports if r.error]
+    if failed:
+        raise UserInputError("some files could not be decoded:\n" + "\n".join(f"  {r.error}" for r in failed))
+    if report.kept_s < min_speech_s:
+        raise UserInputError(
+            f"only {report.kept_s:.1f} s of usable audio remain after preprocessing ({report.total_duration_s:.1f} s "
+            f"given, {report.segments_dropped} segment(s) dropped as too loud, {len(report.silent_files)} silent "
+            f"file(s)); at least {min_speech_s:.0f} s are needed to train, 10 minutes or more for a good voice. "
+            "Give more (or louder, unclipped) recordings."
+        )
+    return report
+
+
+def _summarise(
+    reports: list[FileReport], sr: int, per: float, enhanced: bool, trimmed: bool, warn_speech_s: float
+) -> PreprocessReport:
+    rates: dict[str, int] = {}
+    for r in reports:
+        rates[str(r.source_sample_rate)] = rates.get(str(r.source_sample_rate), 0) + 1
+    clipped = [r.name for r in reports if r.clipped_fraction > 0.001]
+    silent = [r.name for r in reports if r.silent]
+    kept_s = round(sum(r.kept_s for r in reports), 3)
+    warnings = []
+    if kept_s < warn_speech_s:
+        warnings.append(
+            f"only {kept_s / 60:.1f} minutes of usable audio: expect a weaker voice "
+            f"(about {warn_speech_s / 60:.0f} minutes or more of clean speech is recommended)"
+        )
+    if clipped:
+        warnings.append(f"{len(clipped)} file(s) are clipped (distorted peaks): {', '.join(clipped[:5])}")
+    if silent:
+        warnings.append(f"{len(silent)} file(s) are silent or nearly so: {', '.join(silent[:5])}")
+    low = [r.name for r in reports if 0 < r.source_sample_rate < min(sr, 32000)]
+    if low:
+        warnings.append(
+            f"{len(low)} file(s) have a low sample rate (below {min(sr, 32000)} Hz), so the voice will sound dull: "
+            + ", ".join(low[:5])
+        )
+    dropped = sum(r.segments_dropped for r in reports)
+    if dropped:
+        warnings.append(f"{dropped} segment(s) were dropped because their peak exceeds {MAX_PEAK}")
+    return PreprocessReport(
+        sample_rate=sr,
+        segment_s=per,
+        n_files=len(reports),
+        total_duration_s=round(sum(r.duration_s for r in reports), 3),
+        kept_s=kept_s,
+        segments_kept=sum(r.segments_kept for r in reports),
+        segments_dropped=dropped,
+        sample_rates=rates,
+        clipped_files=clipped,
+        silent_files=silent,
+        enhanced=enhanced,
+        trimmed=trimmed,
+        files=reports,
+        warnings=warnings,
+    )
+
+
+def _log_report(r: PreprocessReport) -> None:
+    _log.info(
+        "dataset: %d file(s), %.1f s in, %.1f s kept in %d segment(s) (%d dropped); source rates %s",
+        r.n_files, r.total_duration_s, r.kept_s, r.segments_kept, r.segments_dropped, r.sample_rates,
+    )  # fmt: skip
+    for f in r.files:
+        _log.info(
+            "  %s: %.1f s, %d Hz, %s, peak %.2f, %.1f dBFS, clipped %.3f%%, %d segment(s) kept, %d dropped%s",
+            f.name, f.duration_s, f.source_sample_rate, f.codec, f.peak, f.rms_dbfs, 100 * f.clipped_fraction,
+            f.segments_kept, f.segments_dropped, " SILENT" if f.silent else "",
+        )  # fmt: skip
+    for w in r.warnings:
+        _log.warning("dataset: %s", w)
+
+
+def collect_inputs(
+    urls: list[str] | None,
+    zip_path: str | os.PathLike[str] | None,
+    work_dir: str | os.PathLike[str],
+    download: DownloadSettings | None = None,
+    zip_limits: ZipLimits | None = None,
+) -> list[Path]:
+    """The user's audio as a file list: URLs downloaded into `work_dir/urls`, the zip into `work_dir/zip`.
+
+    Either or both may be given; raises `UserInputError` when neither is, or when any fails.
+    """
+    from infer.lib.dataset_zip import extract_dataset_zip
+    from infer.lib.wav_downloader import WavDownloader
+
+    urls = [u for u in (urls or []) if u and u.strip()]
+    if not urls and not zip_path:
+        raise UserInputError("no training audio: give audio URLs and/or a dataset zip")
+    downloader = WavDownloader(download)
+    if urls:
+        urls = downloader.validate(urls)  # refuse bad schemes before unpacking anything
+    work_dir = Path(work_dir)
+    files: list[Path] = []
+    if zip_path:
+        files += extract_dataset_zip(zip_path, work_dir / "zip", zip_limits).files
+    if urls:
+        files += [d.path for d in downloader.download(urls, work_dir / "urls")]
+    return files
