@@ -35,7 +35,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -718,6 +718,10 @@ class WeightDownloader:
                 time.sleep(delay)
 
     def _get_once(self, name: str, url: str, part: Path, expect: _Expect, requests: Any) -> int | None:
+        import http.client
+
+        import urllib3
+
         offset = part.stat().st_size if part.exists() else 0
         if expect.size is not None and offset > expect.size:
             part.unlink()
@@ -763,20 +767,33 @@ class WeightDownloader:
             got = offset
             try:
                 with open(part, mode) as f:
-                    for chunk in resp.iter_content(_CHUNK):
-                        if chunk:
-                            f.write(chunk)
-                            got += len(chunk)
-                            bar.update(len(chunk))
-                            with self.stats.lock:
-                                self.stats.bytes += len(chunk)
-            except (requests.RequestException, OSError) as e:
+                    for chunk in _body_chunks(resp):
+                        f.write(chunk)
+                        got += len(chunk)
+                        bar.update(len(chunk))
+                        with self.stats.lock:
+                            self.stats.bytes += len(chunk)
+            except (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as e:
                 raise _RetryableError(f"connection lost at byte {got}: {type(e).__name__}") from e
             finally:
                 bar.close()
             if total is not None and got < total:
                 raise _RetryableError(f"connection closed at byte {got} of {total}")
             return total
+
+
+def _body_chunks(resp: Any) -> Iterator[bytes]:
+    """The response body as it arrives. `read1` hands over every byte received before a dropped
+    connection (so a resume loses nothing); `iter_content` is the fallback for encoded bodies."""
+    raw = resp.raw
+    encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+    if hasattr(raw, "read1") and encoding in ("", "identity"):
+        while chunk := raw.read1(_CHUNK):
+            yield chunk
+    else:
+        for chunk in resp.iter_content(_CHUNK):
+            if chunk:
+                yield chunk
 
 
 def _start_from_content_range(value: str | None) -> int | None:
