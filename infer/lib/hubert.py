@@ -1,0 +1,648 @@
+"""HuBERT content features, computed by our own network from fairseq's `hubert_base.pt`.
+
+The network is the HuBERT/wav2vec 2.0 encoder (Hsu et al. 2021, Baevski et al. 2020) as fairseq lays it
+out, so the published checkpoint loads with strict key and shape checks and gives fairseq's numbers:
+
+    wav [B, T] 16 kHz
+      -> feature_extractor: 7 Conv1d (no bias; layer 0 followed by a per-channel GroupNorm), GELU
+         [B, 512, frames], frames ~= T / 320 (50 per second)
+      -> layer_norm over channels -> post_extract_proj (512 -> 768)
+      -> encoder: x + GELU(SamePad(weight-normed grouped Conv1d pos_conv(x))), layer_norm (post-LN models),
+         N transformer layers (self-attention, FFN; post-LN when `layer_norm_first` is False)
+    v1 features: output of layer 9, then final_proj (768 -> 256) -> [B, frames, 256]
+    v2 features: output of layer 12                              -> [B, frames, 768]
+
+Nothing here imports fairseq; the checkpoint is read by `infer.lib.fairseq_ckpt` (no pickled code runs).
+`write_standin_hubert` writes a stand-in file in the same on-disk format with deterministic values.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from infer.lib.errors import WeightsError
+from infer.lib.fairseq_ckpt import InertObject, inert_class, load_fairseq_checkpoint, save_fairseq_checkpoint
+from infer.lib.log import get_logger
+from infer.lib.standin import STANDIN_KEY, pop_standin_marker, warn_standin
+
+_log = get_logger("hubert")
+
+DICTIONARY_CLASS = "fairseq.data.dictionary.Dictionary"
+OUTPUT_LAYERS = {"v1": 9, "v2": 12}
+SAMPLE_RATE = 16000
+BASE_CONV_LAYERS = "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"
+
+
+def parse_conv_layers(spec: str) -> tuple[tuple[int, int, int], ...]:
+    """Evaluate fairseq's `conv_feature_layers` string (lists of (dim, kernel, stride), `+`, `*`) safely."""
+
+    def ev(node: ast.AST) -> Any:
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return node.value
+        if isinstance(node, ast.List | ast.Tuple):
+            items = [ev(e) for e in node.elts]
+            return items if isinstance(node, ast.List) else tuple(items)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Mult):
+            a, b = ev(node.left), ev(node.right)
+            return a + b if isinstance(node.op, ast.Add) else a * b
+        raise ValueError(f"unsupported element {ast.dump(node)}")
+
+    try:
+        layers = ev(ast.parse(spec, mode="eval"))
+        out = tuple((int(d), int(k), int(s)) for d, k, s in layers)
+    except (SyntaxError, ValueError, TypeError) as e:
+        raise WeightsError(f"cannot read conv_feature_layers {spec!r}: {e}") from e
+    if not out:
+        raise WeightsError(f"conv_feature_layers {spec!r} is empty")
+    return out
+
+
+@dataclass(frozen=True)
+class HubertConfig:
+    """The architecture, read from a checkpoint's `cfg["model"]` (+ `cfg["task"]["normalize"]`)."""
+
+    conv_layers: tuple[tuple[int, int, int], ...] = parse_conv_layers(BASE_CONV_LAYERS)
+    extractor_mode: str = "default"  # "default": GroupNorm after conv 0; "layer_norm": LayerNorm after each
+    conv_bias: bool = False
+    embed_dim: int = 768
+    ffn_dim: int = 3072
+    heads: int = 12
+    layers: int = 12
+    conv_pos: int = 128
+    conv_pos_groups: int = 16
+    layer_norm_first: bool = False
+    final_dim: int = 256  # resolved: fairseq's final_dim <= 0 means embed_dim
+    num_classes: int = 504  # rows of label_embs_concat (sum of the dictionaries' sizes); 0: none
+    normalize: bool = False  # task.normalize: layer-norm each waveform before the network
+
+    def __post_init__(self) -> None:
+        if self.extractor_mode not in ("default", "layer_norm"):
+            raise WeightsError(f"unsupported HuBERT extractor_mode {self.extractor_mode!r}")
+        if self.embed_dim % self.heads:
+            raise WeightsError(f"encoder_embed_dim {self.embed_dim} is not divisible by {self.heads} heads")
+        if min(self.embed_dim, self.ffn_dim, self.heads, self.layers, self.conv_pos, self.final_dim) <= 0:
+            raise WeightsError(f"invalid HuBERT config {self}")
+
+    @property
+    def conv_dim(self) -> int:
+        return self.conv_layers[-1][0]
+
+    @classmethod
+    def from_fairseq(cls, model_cfg: dict[str, Any], task_cfg: dict[str, Any], num_classes: int) -> HubertConfig:
+        """From fairseq's `cfg["model"]` and `cfg["task"]` dicts (missing keys take fairseq's defaults)."""
+        g = model_cfg.get
+        for key, ok in (("layer_type", "transformer"), ("pos_enc_type", "abs")):
+            if g(key, ok) != ok:
+                raise WeightsError(f"unsupported HuBERT {key} {g(key)!r} (only {ok!r})")
+        if g("conv_pos_batch_norm", False) or int(g("pos_conv_depth", 1) or 1) != 1:
+            raise WeightsError("unsupported HuBERT positional convolution (batch norm or depth > 1)")
+        if g("untie_final_proj", False):
+            raise WeightsError("unsupported HuBERT untie_final_proj=True")
+        embed = int(g("encoder_embed_dim", 768))
+        final_dim = int(g("final_dim", 0) or 0)
+        return cls(
+            conv_layers=parse_conv_layers(str(g("conv_feature_layers", BASE_CONV_LAYERS))),
+            extractor_mode=str(g("extractor_mode", "default")),
+            conv_bias=bool(g("conv_bias", False)),
+            embed_dim=embed,
+            ffn_dim=int(g("encoder_ffn_embed_dim", 3072)),
+            heads=int(g("encoder_attention_heads", 12)),
+            layers=int(g("encoder_layers", 12)),
+            conv_pos=int(g("conv_pos", 128)),
+            conv_pos_groups=int(g("conv_pos_groups", 16)),
+            layer_norm_first=bool(g("layer_norm_first", False)),
+            final_dim=final_dim if final_dim > 0 else embed,
+            num_classes=num_classes,
+            normalize=bool(task_cfg.get("normalize", False)),
+        )
+
+
+# ----------------------------------------------------------------------------------------------------
+# The network
+
+
+class Fp32GroupNorm(nn.GroupNorm):
+    """GroupNorm computed in float32 (as fairseq's), cast back to the input dtype."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.float() if self.weight is not None else None
+        b = self.bias.float() if self.bias is not None else None
+        return F.group_norm(x.float(), self.num_groups, w, b, self.eps).type_as(x)
+
+
+class _TransposeLast(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(-2, -1)
+
+
+class Fp32LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in float32, cast back to the input dtype."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.float() if self.weight is not None else None
+        b = self.bias.float() if self.bias is not None else None
+        return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps).type_as(x)
+
+
+class FeatureExtractor(nn.Module):
+    """The convolutional waveform encoder: [B, T] -> [B, conv_dim, frames]."""
+
+    def __init__(self, cfg: HubertConfig) -> None:
+        super().__init__()
+        self.conv_layers = nn.ModuleList()
+        in_dim = 1
+        for i, (dim, k, stride) in enumerate(cfg.conv_layers):
+            conv = nn.Conv1d(in_dim, dim, k, stride=stride, bias=cfg.conv_bias)
+            if cfg.extractor_mode == "layer_norm":
+                norm = nn.Sequential(_TransposeLast(), Fp32LayerNorm(dim), _TransposeLast())  # keys ...2.1.*
+                block = nn.Sequential(conv, nn.Dropout(0.0), norm, nn.GELU())
+            elif i == 0:
+                block = nn.Sequential(conv, nn.Dropout(0.0), Fp32GroupNorm(dim, dim, affine=True), nn.GELU())
+            else:
+                block = nn.Sequential(conv, nn.Dropout(0.0), nn.GELU())
+            self.conv_layers.append(block)
+            in_dim = dim
+        self.specs = cfg.conv_layers
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        x = wav.unsqueeze(1)
+        for block in self.conv_layers:
+            x = block(x)
+        return x
+
+    def num_frames(self, num_samples: int | torch.Tensor) -> Any:
+        """Output frames for `num_samples` input samples (0 when too short)."""
+        n = num_samples
+        for _, k, s in self.specs:
+            n = (n - k) // s + 1
+        return n if isinstance(n, torch.Tensor) else max(int(n), 0)
+
+
+class WeightNormConv1d(nn.Module):
+    """Conv1d with weight = g * v / ||v|| (norm over all dims but `dim`), parameters `weight_g`, `weight_v`, `bias`.
+
+    The classic `torch.nn.utils.weight_norm` names (fairseq's `dim=2`: one gain per kernel tap).
+    """
+
+    def __init__(self, channels: int, kernel: int, groups: int, dim: int = 2) -> None:
+        super().__init__()
+        self.padding = kernel // 2
+        self.groups = groups
+        self.dim = dim
+        g_shape = [1, 1, 1]
+        g_shape[dim] = [channels, channels // groups, kernel][dim]
+        self.bias = nn.Parameter(torch.zeros(channels))  # (registration order = fairseq's key order)
+        self.weight_g = nn.Parameter(torch.ones(g_shape))
+        self.weight_v = nn.Parameter(torch.empty(channels, channels // groups, kernel))
+        self._frozen: torch.Tensor | None = None
+
+    def weight(self) -> torch.Tensor:
+        if self._frozen is not None:
+            return self._frozen
+        v = self.weight_v.float()
+        dims = [d for d in range(v.dim()) if d != self.dim]
+        w = v * (self.weight_g.float() / v.norm(dim=dims, keepdim=True))
+        return w.to(self.weight_v.dtype)
+
+    def freeze(self) -> None:
+        """Cache the normalised weight (inference: the parameters no longer change)."""
+        self._frozen = None
+        with torch.no_grad():
+            self._frozen = self.weight().detach()
+
+    def _apply(self, fn: Any, recurse: bool = True) -> WeightNormConv1d:  # .to()/.half() drop the cache
+        self._frozen = None
+        return super()._apply(fn, recurse)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv1d(x, self.weight(), self.bias, padding=self.padding, groups=self.groups)
+
+
+class SamePad(nn.Module):
+    """Drop the last frame after an even-kernel 'same' convolution (padding k//2 gives T+1 frames)."""
+
+    def __init__(self, kernel: int) -> None:
+        super().__init__()
+        self.remove = 1 if kernel % 2 == 0 else 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, : x.shape[2] - self.remove] if self.remove else x
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with fairseq's parameter names (q_proj, k_proj, v_proj, out_proj)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.q_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """x [B, T, C]; key_mask [B, 1, 1, T] bool, True where a key may be attended (None: all)."""
+        b, t, c = x.shape
+        h = self.heads
+
+        def split(y: torch.Tensor) -> torch.Tensor:
+            return y.view(b, t, h, c // h).transpose(1, 2)
+
+        q, k, v = split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+        return self.out_proj(y.transpose(1, 2).reshape(b, t, c))
+
+
+class EncoderLayer(nn.Module):
+    """One transformer layer: attention and a GELU FFN, post-LN (or pre-LN when `layer_norm_first`)."""
+
+    def __init__(self, cfg: HubertConfig) -> None:
+        super().__init__()
+        self.self_attn = SelfAttention(cfg.embed_dim, cfg.heads)
+        self.self_attn_layer_norm = nn.LayerNorm(cfg.embed_dim)
+        self.fc1 = nn.Linear(cfg.embed_dim, cfg.ffn_dim)
+        self.fc2 = nn.Linear(cfg.ffn_dim, cfg.embed_dim)
+        self.final_layer_norm = nn.LayerNorm(cfg.embed_dim)
+        self.layer_norm_first = cfg.layer_norm_first
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        if self.layer_norm_first:
+            x = x + self.self_attn(self.self_attn_layer_norm(x), key_mask)
+            return x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
+        x = self.self_attn_layer_norm(x + self.self_attn(x, key_mask))
+        return self.final_layer_norm(x + self.fc2(F.gelu(self.fc1(x))))
+
+
+class TransformerEncoder(nn.Module):
+    def __init__(self, cfg: HubertConfig) -> None:
+        super().__init__()
+        self.pos_conv = nn.Sequential(
+            WeightNormConv1d(cfg.embed_dim, cfg.conv_pos, cfg.conv_pos_groups), SamePad(cfg.conv_pos), nn.GELU()
+        )
+        self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.layers))
+        self.layer_norm = nn.LayerNorm(cfg.embed_dim)
+        self.layer_norm_first = cfg.layer_norm_first
+
+    def forward(self, x: torch.Tensor, padding: torch.Tensor | None, n_layers: int) -> torch.Tensor:
+        """x [B, frames, C]; padding [B, frames] bool (True = padded) or None; output of layer `n_layers`."""
+        key_mask = None
+        if padding is not None:
+            x = x.masked_fill(padding.unsqueeze(-1), 0.0)
+            if bool(padding.any()):
+                key_mask = (~padding)[:, None, None, :]
+        x = x + self.pos_conv(x.transpose(1, 2)).transpose(1, 2)
+        if not self.layer_norm_first:
+            x = self.layer_norm(x)
+        for layer in self.layers[:n_layers]:
+            x = layer(x, key_mask)
+        if self.layer_norm_first and n_layers == len(self.layers):
+            x = self.layer_norm(x)
+        return x
+
+
+class HubertModel(nn.Module):
+    """HuBERT with fairseq's parameter names. `extract` gives RVC's v1/v2 content features."""
+
+    def __init__(self, cfg: HubertConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.standin: str | None = None  # the stand-in marker's description, None for real weights
+        self.mask_emb = nn.Parameter(torch.zeros(cfg.embed_dim))
+        if cfg.num_classes > 0:
+            self.label_embs_concat = nn.Parameter(torch.zeros(cfg.num_classes, cfg.final_dim))
+        self.feature_extractor = FeatureExtractor(cfg)
+        self.post_extract_proj = nn.Linear(cfg.conv_dim, cfg.embed_dim) if cfg.conv_dim != cfg.embed_dim else None
+        self.encoder = TransformerEncoder(cfg)
+        self.layer_norm = nn.LayerNorm(cfg.conv_dim)
+        self.final_proj = nn.Linear(cfg.embed_dim, cfg.final_dim)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.final_proj.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.final_proj.weight.device
+
+    def output_dim(self, version: str) -> int:
+        return self.cfg.final_dim if version == "v1" else self.cfg.embed_dim
+
+    def num_frames(self, num_samples: int) -> int:
+        """Feature frames for a waveform of `num_samples` samples (about num_samples / 320)."""
+        return self.feature_extractor.num_frames(num_samples)
+
+    def forward_layers(self, wav: torch.Tensor, padding_mask: torch.Tensor | None, output_layer: int) -> torch.Tensor:
+        """fairseq's `extract_features(source, padding_mask, output_layer)[0]`: [B, frames, embed_dim].
+
+        `wav` [B, T] (already normalised if the checkpoint asks for it), `padding_mask` [B, T] bool.
+        """
+        if not 1 <= output_layer <= self.cfg.layers:
+            raise ValueError(f"output_layer must be in 1..{self.cfg.layers}, got {output_layer}")
+        feats = self.feature_extractor(wav).transpose(1, 2)  # [B, frames, conv_dim]
+        feats = self.layer_norm(feats)
+        frame_pad = None
+        if padding_mask is not None:
+            frames = feats.shape[1]
+            extra = padding_mask.shape[1] % frames
+            pm = padding_mask[:, : padding_mask.shape[1] - extra] if extra else padding_mask
+            frame_pad = pm.reshape(pm.shape[0], frames, -1).all(-1)
+        if self.post_extract_proj is not None:
+            feats = self.post_extract_proj(feats)
+        return self.encoder(feats, frame_pad, output_layer)
+
+    def extract(
+        self, wav16k: torch.Tensor, padding_mask: torch.Tensor | None = None, version: str = "v2"
+    ) -> torch.Tensor:
+        """RVC content features: [B, T] 16 kHz float -> [B, frames, 256 (v1) | 768 (v2)], in the model's dtype.
+
+        v1: layer 9 then `final_proj`; v2: layer 12. `padding_mask` [B, T] bool, True on padding. Rows of a
+        batch are independent only where no padding is involved: the first conv layer's GroupNorm takes
+        statistics over the whole row, padding included (as fairseq). Batch equal-length inputs.
+        """
+        if version not in OUTPUT_LAYERS:
+            raise ValueError(f"version must be 'v1' or 'v2', got {version!r}")
+        if wav16k.dim() != 2:
+            raise ValueError(f"wav16k must be [B, T], got shape {tuple(wav16k.shape)}")
+        wav = wav16k.to(self.device, torch.float32)
+        if padding_mask is not None:
+            padding_mask = padding_mask.to(self.device, torch.bool)
+        if self.cfg.normalize:
+            wav = _normalize_rows(wav, padding_mask)
+        x = self.forward_layers(wav.to(self.dtype), padding_mask, OUTPUT_LAYERS[version])
+        return self.final_proj(x) if version == "v1" else x
+
+    def prepare_inference(self) -> HubertModel:
+        """eval(), no grads, cached pos_conv weight: call after moving to the final device/dtype."""
+        self.eval().requires_grad_(False)
+        self.encoder.pos_conv[0].freeze()
+        return self
+
+
+def _normalize_rows(wav: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+    """Layer norm of each waveform over its own samples (padding excluded), as fairseq's `normalize`."""
+    if padding_mask is None:
+        return F.layer_norm(wav, wav.shape[-1:])
+    out = torch.zeros_like(wav)
+    for i in range(wav.shape[0]):
+        valid = ~padding_mask[i]
+        out[i, valid] = F.layer_norm(wav[i, valid], (int(valid.sum()),))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _dictionary_sizes(ckpt: dict[str, Any]) -> list[int] | None:
+    task_state = ckpt.get("task_state")
+    if not isinstance(task_state, dict):
+        return None
+    sizes = []
+    for d in task_state.get("dictionaries") or []:
+        state = d.state if isinstance(d, InertObject) else None
+        if not isinstance(state, dict) or not isinstance(state.get("symbols"), list):
+            return None
+        sizes.append(len(state["symbols"]))
+    return sizes or None
+
+
+def _cfg_sections(ckpt: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    cfg = ckpt.get("cfg")
+    if isinstance(cfg, dict) and isinstance(cfg.get("model"), dict):
+        return cfg["model"], cfg.get("task") or {}
+    args = ckpt.get("args")  # old fairseq: an argparse.Namespace (inert here) holds everything
+    if isinstance(args, InertObject) and isinstance(args.state, dict):
+        return args.state, args.state
+    raise WeightsError("not a fairseq HuBERT checkpoint: no cfg['model'] (nor args) found")
+
+
+def config_from_checkpoint(ckpt: dict[str, Any]) -> HubertConfig:
+    """The `HubertConfig` of a loaded fairseq checkpoint dict (see `load_fairseq_checkpoint`)."""
+    model_cfg, task_cfg = _cfg_sections(ckpt)
+    name = model_cfg.get("_name", model_cfg.get("arch", "hubert"))
+    if name not in (None, "hubert", "hubert_base", "hubert_large"):
+        raise WeightsError(f"expected a HuBERT checkpoint, this one is a {name!r} model")
+    sizes = _dictionary_sizes(ckpt)
+    state = ckpt.get("model")
+    if sizes is not None:
+        num_classes = sum(sizes)
+    elif isinstance(state, dict) and "label_embs_concat" in state:
+        num_classes = int(state["label_embs_concat"].shape[0])
+    else:
+        num_classes = 0
+    return HubertConfig.from_fairseq(model_cfg, task_cfg, num_classes)
+
+
+def load_hubert(path: str | os.PathLike[str], device: str | torch.device = "cpu", half: bool = False) -> HubertModel:
+    """Load `hubert_base.pt` (fairseq format) into our `HubertModel`, ready for inference on `device`.
+
+    fp16 when `half` and `device` is CUDA, else fp32 (CPU always fp32). Strict: every key and shape of the
+    file must match the network built from its own cfg. Stand-in files are accepted with a loud warning
+    (`model.standin` holds their description). Raises `WeightsError` for a missing or foreign file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"HuBERT weights not found at {path} (fetch them with tools/download_weights.py)")
+    ckpt = load_fairseq_checkpoint(path)
+    standin = pop_standin_marker(ckpt)
+    cfg = config_from_checkpoint(ckpt)
+    state = ckpt.get("model")
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: no 'model' state dict in the checkpoint")
+    state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if standin is None:
+        standin = pop_standin_marker(state)
+    with torch.device("meta"):
+        model = HubertModel(cfg)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
+    if missing or unexpected or wrong:
+        detail = "; ".join(
+            f"{what}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
+            for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+            if keys
+        )
+        raise WeightsError(f"{path}: does not match the HuBERT network its cfg describes ({detail})")
+    device = torch.device(device)
+    dtype = torch.float16 if (half and device.type == "cuda") else torch.float32
+    model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)
+    model = model.to(device=device, dtype=dtype).prepare_inference()
+    model.standin = standin
+    if standin is not None:
+        warn_standin(f"HuBERT {path.name}", standin)
+    _log.info("HuBERT loaded from %s: %d layers, width %d, %s on %s", path, cfg.layers, cfg.embed_dim, dtype, device)
+    return model
+
+
+# ----------------------------------------------------------------------------------------------------
+# Stand-in weights in the published format
+
+STANDIN_CONFIGS: dict[str, HubertConfig] = {
+    "base": HubertConfig(),
+    "tiny": HubertConfig(
+        conv_layers=parse_conv_layers("[(32,10,5)] + [(32,3,2)] * 4 + [(32,2,2)] * 2"),
+        embed_dim=32,
+        ffn_dim=64,
+        heads=2,
+        conv_pos=16,
+        conv_pos_groups=4,
+        final_dim=16,
+        num_classes=504,
+    ),
+}
+
+
+def _deterministic_tensor(key: str, shape: tuple[int, ...]) -> torch.Tensor:
+    rng = np.random.default_rng(zlib.crc32(key.encode("utf-8")))
+    leaf = key.rsplit(".", 1)[-1]
+    if leaf == "weight_g":
+        arr = np.ones(shape)
+    elif len(shape) >= 2:
+        arr = rng.standard_normal(shape, dtype=np.float32) / np.sqrt(float(np.prod(shape[1:])))
+    elif leaf == "weight":
+        arr = 1.0 + 0.1 * rng.standard_normal(shape, dtype=np.float32)
+    else:
+        arr = 0.01 * rng.standard_normal(shape, dtype=np.float32)
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(torch.float16)
+
+
+def _fairseq_cfg(cfg: HubertConfig) -> dict[str, Any]:
+    conv = " + ".join(f"[({d},{k},{s})]" for d, k, s in cfg.conv_layers)
+    model = {
+        "_name": "hubert",
+        "label_rate": 50.0,
+        "extractor_mode": cfg.extractor_mode,
+        "encoder_layers": cfg.layers,
+        "encoder_embed_dim": cfg.embed_dim,
+        "encoder_ffn_embed_dim": cfg.ffn_dim,
+        "encoder_attention_heads": cfg.heads,
+        "activation_fn": "gelu",
+        "layer_type": "transformer",
+        "dropout": 0.1,
+        "attention_dropout": 0.1,
+        "activation_dropout": 0.0,
+        "encoder_layerdrop": 0.05,
+        "dropout_input": 0.1,
+        "dropout_features": 0.1,
+        "final_dim": cfg.final_dim,
+        "untie_final_proj": False,
+        "layer_norm_first": cfg.layer_norm_first,
+        "conv_feature_layers": conv,
+        "conv_bias": cfg.conv_bias,
+        "logit_temp": 0.1,
+        "target_glu": False,
+        "feature_grad_mult": 0.1,
+        "mask_length": 10,
+        "mask_prob": 0.8,
+        "mask_selection": "static",
+        "mask_other": 0.0,
+        "no_mask_overlap": False,
+        "mask_min_space": 1,
+        "mask_channel_length": 10,
+        "mask_channel_prob": 0.0,
+        "mask_channel_selection": "static",
+        "mask_channel_other": 0.0,
+        "no_mask_channel_overlap": False,
+        "mask_channel_min_space": 1,
+        "conv_pos": cfg.conv_pos,
+        "conv_pos_groups": cfg.conv_pos_groups,
+        "latent_temp": [2.0, 0.5, 0.999995],
+        "skip_masked": False,
+        "skip_nomask": False,
+        "checkpoint_activations": False,
+        "required_seq_len_multiple": 2,
+    }
+    task = {
+        "_name": "hubert_pretraining",
+        "data": "/nonexistent",
+        "fine_tuning": False,
+        "labels": ["km"],
+        "label_dir": None,
+        "label_rate": 50.0,
+        "sample_rate": SAMPLE_RATE,
+        "normalize": cfg.normalize,
+        "enable_padding": False,
+        "max_keep_size": None,
+        "max_sample_size": 250000,
+        "min_sample_size": 32000,
+        "single_target": False,
+        "random_crop": True,
+        "pad_audio": False,
+    }
+    return {
+        "_name": None,
+        "common": {"_name": None, "fp16": True, "seed": 1337, "log_interval": 200},
+        "model": model,
+        "task": task,
+        "criterion": {"_name": "hubert", "pred_masked_weight": 1.0, "pred_nomask_weight": 0.0},
+        "optimizer": {"_name": "adam", "adam_betas": "(0.9,0.98)", "adam_eps": 1e-06, "weight_decay": 0.01},
+        "lr_scheduler": {"_name": "polynomial_decay", "warmup_updates": 32000},
+    }
+
+
+def _dictionary(n_symbols: int) -> InertObject:
+    """An object that pickles as a `fairseq.data.dictionary.Dictionary` with `n_symbols` (4 special + units)."""
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
+    symbols = specials + [str(i) for i in range(max(n_symbols - len(specials), 0))]
+    d = inert_class(DICTIONARY_CLASS)()
+    d.__setstate__(
+        {
+            "bos_word": "<s>",
+            "unk_word": "<unk>",
+            "pad_word": "<pad>",
+            "eos_word": "</s>",
+            "symbols": symbols,
+            "count": [1] * len(specials) + [0] * (len(symbols) - len(specials)),
+            "indices": {s: i for i, s in enumerate(symbols)},
+            "bos_index": 0,
+            "pad_index": 1,
+            "eos_index": 2,
+            "unk_index": 3,
+            "nspecial": len(specials),
+        }
+    )
+    return d
+
+
+def write_standin_hubert(path: str | os.PathLike[str], size: str = "base") -> Path:
+    """Write a stand-in `hubert_base.pt` in fairseq's on-disk format (deterministic fp16 weights, marked).
+
+    `size`: "base" (the published architecture: 12 layers, width 768, final_proj 256, 504 classes)
+    or "tiny" (12 layers, width 32) for fast tests. The file loads with `load_hubert` like the real one.
+    """
+    if size not in STANDIN_CONFIGS:
+        raise ValueError(f"size must be one of {sorted(STANDIN_CONFIGS)}, got {size!r}")
+    cfg = STANDIN_CONFIGS[size]
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in HubertModel(cfg).state_dict().items()}
+    state = {k: _deterministic_tensor(k, shape) for k, shape in shapes.items()}
+    ckpt = {
+        "cfg": _fairseq_cfg(cfg),
+        "model": state,
+        "task_state": {"dictionaries": [_dictionary(cfg.num_classes)]},
+        "args": None,
+        "optimizer_history": [
+            {"criterion_name": "hubert", "optimizer_name": "adam", "lr_scheduler_state": {"best": None}}
+        ],
+        "extra_state": {"epoch": 1},
+        "last_optimizer_state": None,
+        STANDIN_KEY: f"stand-in HuBERT {size} (deterministic values, not the published weights)",
+    }
+    path = Path(path)
+    save_fairseq_checkpoint(ckpt, path)
+    return path
