@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass
@@ -66,7 +67,11 @@ def _require(tool: str) -> str:
     return exe
 
 
-def _last_lines(text: str, n: int = 3) -> str:
+def _last_lines(text: str, n: int = 3, path: Path | None = None) -> str:
+    """The last `n` lines of ffmpeg's stderr, without its `[demuxer @ 0x...]` prefixes and the file's path."""
+    if path is not None:
+        text = text.replace(f"{path}: ", "").replace(str(path), "the file")
+    text = re.sub(r"\[[^\]]* @ 0x[0-9a-fA-F]+\] ?", "", text)
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return " / ".join(lines[-n:]) if lines else "no output"
 
@@ -103,7 +108,9 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
-        raise AudioDecodeError(f"{path.name}: not a readable audio or video file ({_last_lines(proc.stderr)})")
+        raise AudioDecodeError(
+            f"{path.name}: not a readable audio or video file ({_last_lines(proc.stderr, path=path)})"
+        )
     try:
         data = json.loads(proc.stdout or "{}")
     except json.JSONDecodeError as e:
@@ -161,7 +168,9 @@ def convert_to_wav(src: str | os.PathLike[str], dst: str | os.PathLike[str], sam
         cmd += ["-f", "wav", str(tmp)]
         proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", stdin=subprocess.DEVNULL)
         if proc.returncode != 0:
-            raise AudioDecodeError(f"{src.name}: ffmpeg could not decode the audio ({_last_lines(proc.stderr)})")
+            raise AudioDecodeError(
+                f"{src.name}: ffmpeg could not decode the audio ({_last_lines(proc.stderr, path=src)})"
+            )
         import soundfile as sf
 
         try:
@@ -187,7 +196,7 @@ def load_audio(path: str | os.PathLike[str], sr: int) -> np.ndarray:
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
-        reason = describe_bad_file(path) or _last_lines(proc.stderr.decode("utf-8", "replace"))
+        reason = describe_bad_file(path) or _last_lines(proc.stderr.decode("utf-8", "replace"), path=path)
         raise AudioDecodeError(f"{path.name}: ffmpeg could not decode the audio ({reason})")
     audio = np.frombuffer(proc.stdout, dtype=np.float32).copy()
     if audio.size == 0:

@@ -111,8 +111,8 @@ def safe_stem(url: str, limit: int = 60) -> str:
     if url.startswith("data:"):
         return "data"
     path = urllib.parse.urlsplit(url).path
-    name = urllib.parse.unquote(path.rsplit("/", 1)[-1])
-    stem = name.rsplit(".", 1)[0] if "." in name else name
+    name = re.split(r"[/\\]", urllib.parse.unquote(path.rsplit("/", 1)[-1]))[-1]
+    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:limit]
     return stem or "audio"
 
@@ -320,7 +320,8 @@ class WavDownloader:
             ) from e
         except requests.exceptions.ChunkedEncodingError as e:
             raise _DownloadFailed(
-                f"the transfer was cut off after {received} bytes (truncated download)", retryable=True
+                "the transfer was cut off before the end (truncated download: fewer bytes than the server announced)",
+                retryable=True,
             ) from e
         except requests.exceptions.ConnectionError as e:
             if "Read timed out" in str(e):

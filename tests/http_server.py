@@ -1,0 +1,109 @@
+"""A small real HTTP server on 127.0.0.1 for tests (downloads of audio, weights, ...).
+
+    with LocalHTTPServer() as srv:
+        srv.add("/a.wav", body=b"...", content_type="audio/wav")
+        srv.add("/flaky", responses=[Reply(status=500), Reply(body=b"ok")])   # one reply per request
+        srv.add("/slow", body=b"...", delay_s=2.0)                             # sleeps before the body
+        srv.add("/cut", body=data[:100], content_length=len(data))             # closes early
+        srv.add("/nolen", body=data, content_length=-1)                        # no Content-Length header
+        url = srv.url("/a.wav")
+        srv.hits["/flaky"]                                                     # requests seen
+
+Each route answers a list of `Reply`s in turn (the last one repeats). Threads serve requests in
+parallel, so concurrent clients work. Nothing is mocked: clients talk real HTTP over a socket.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/octet-stream"
+    content_length: int | None = None  # header value; None = len(body); may lie (truncated transfer); -1 = no header
+    delay_s: float = 0.0  # sleep after the headers, before the body (slow server)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class LocalHTTPServer:
+    """A threaded HTTP server on 127.0.0.1 with an ephemeral port; use as a context manager."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, list[Reply]] = {}
+        self.hits: dict[str, int] = defaultdict(int)
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                path = self.path.split("?", 1)[0]
+                with server._lock:
+                    replies = server.routes.get(path)
+                    n = server.hits[path]
+                    server.hits[path] += 1
+                if replies is None:
+                    reply = Reply(status=404, body=b"not found", content_type="text/plain")
+                else:
+                    reply = replies[min(n, len(replies) - 1)]
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", reply.content_type)
+                    length = len(reply.body) if reply.content_length is None else reply.content_length
+                    if length >= 0:
+                        self.send_header("Content-Length", str(length))
+                    for k, v in reply.headers.items():
+                        self.send_header(k, v)
+                    if length != len(reply.body):  # a lying or missing length: the body ends when we close
+                        self.send_header("Connection", "close")
+                        self.close_connection = True
+                    self.end_headers()
+                    if reply.delay_s:
+                        self.wfile.flush()
+                        time.sleep(reply.delay_s)
+                    self.wfile.write(reply.body)
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def add(
+        self,
+        path: str,
+        body: bytes = b"",
+        status: int = 200,
+        content_type: str = "application/octet-stream",
+        content_length: int | None = None,
+        delay_s: float = 0.0,
+        responses: list[Reply] | None = None,
+    ) -> str:
+        """Register `path`; returns its full URL."""
+        with self._lock:
+            self.routes[path] = responses or [Reply(status, body, content_type, content_length, delay_s)]
+        return self.url(path)
+
+    def url(self, path: str) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}{path}"
+
+    def __enter__(self) -> LocalHTTPServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
