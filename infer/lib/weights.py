@@ -553,7 +553,8 @@ class WeightDownloader:
     def _offline_message(self, problems: Mapping[str, str]) -> str:
         lines = [f"RVC_OFFLINE=1 and these weights are not usable in {self.weights_dir}:"]
         for name, problem in problems.items():
-            lines.append(f"  {name}: {problem}")
+            hint = " (stand-in file: write it again with `python -m tools.make_standin_weights`)"
+            lines.append(f"  {name}: {problem}{hint if name in self._standin else ''}")
         lines.append(
             "Get them with network access: `python -m tools.download_weights --names "
             + " ".join(problems)
@@ -811,6 +812,29 @@ def _total_from_content_range(value: str | None) -> int | None:
         return None if total == "*" else int(total)
     except (AttributeError, IndexError, ValueError):
         return None
+
+
+def record_standins(weights_dir: str | os.PathLike[str], names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Mark files under `weights_dir` as stand-ins: add them (size, sha256) to `STANDIN_MANIFEST` and
+    stamp them. Called by `tools.make_standin_weights` after writing; returns the updated file list."""
+    weights_dir = Path(weights_dir)
+    listing = weights_dir / STANDIN_MANIFEST
+    files: dict[str, dict[str, Any]] = {}
+    if listing.is_file():
+        files = json.loads(listing.read_text()).get("files", {})
+    for name in names:
+        path = weights_dir / name
+        sha = sha256_file(path)
+        _write_stamp(path, sha)
+        files[name] = {"size": path.stat().st_size, "sha256": sha}
+    doc = {
+        "warning": "STAND-IN WEIGHTS (deterministic random values): for tests and the offline demo only; "
+        "a voice trained from them is not usable",
+        "written_by": "python -m tools.make_standin_weights",
+        "files": dict(sorted(files.items())),
+    }
+    atomic_write_text(listing, json.dumps(doc, indent=1) + "\n")
+    return files
 
 
 def fetch_weights(names: Sequence[str], settings: WeightsSettings | None = None) -> dict[str, Path]:
