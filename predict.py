@@ -196,6 +196,7 @@ class FileManager:
     def start(self) -> pathlib.Path:
         """Remove what earlier jobs left (their returned archives) and make a fresh, empty job folder."""
         self.base.mkdir(parents=True, exist_ok=True)
+        self.job_dir = None
         self.purge_previous()
         name = f"{self.PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         self.job_dir = self.base / name

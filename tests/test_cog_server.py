@@ -1,0 +1,157 @@
+"""The real HTTP API: cog 0.23.1's own server running predict.py:Predictor on 127.0.0.1.
+
+Stand-in weights (real formats), RVC_OFFLINE=1, and the TEST-ONLY tiny network (RVC_TEST_TINY_MODEL=1)
+so a whole training job takes well under a minute on CPU. Audio reaches the Predictor as `wav_urls`
+served by a local HTTP server, exactly as Replicate callers send them.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+import zipfile
+
+import pytest
+import requests
+
+from tests.http_server import LocalHTTPServer
+from tests.product_support import (
+    REPO_ROOT,
+    WebhookReceiver,
+    cog_server,
+    descendants,
+    make_standin_weights,
+    product_env,
+)
+
+JOB = {
+    "sample_rate": "40k",
+    "version": "v2",
+    "f0method": "pm",
+    "epoch": 2,
+    "batch_size": "2",
+    "enhance_audio": False,
+    "trim_silence": True,
+    "experiment_name": "joe",
+    "seed": 7,
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, joe_1min):
+    weights = make_standin_weights(tmp_path_factory.mktemp("weights"))
+    jobs = tmp_path_factory.mktemp("jobs")
+    log = tmp_path_factory.mktemp("logs") / "cog.log"
+    with LocalHTTPServer() as audio, cog_server(product_env(weights, jobs), log) as (base, pid):
+        urls = []
+        for wav in sorted(joe_1min.glob("*.wav"))[:2]:
+            audio.add(f"/{wav.name}", body=wav.read_bytes(), content_type="audio/wav")
+            urls.append(audio.url(f"/{wav.name}"))
+        yield {"base": base, "urls": urls, "jobs": jobs, "log": log, "pid": pid, "procs": len(descendants(pid))}
+
+
+def _post(base: str, body: dict, timeout: float = 600, **headers) -> requests.Response:
+    return requests.post(f"{base}/predictions", json=body, timeout=timeout, headers=headers)
+
+
+def test_openapi_is_the_committed_schema(server):
+    served = requests.get(server["base"] + "/openapi.json", timeout=10).json()
+    committed = json.loads((REPO_ROOT / ".cog" / "openapi_schema.json").read_text())
+    assert served["components"]["schemas"]["Input"] == committed["components"]["schemas"]["Input"]
+    assert served["paths"].keys() == committed["paths"].keys()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"epoch": 0}, {"epoch": 5000}, {"sample_rate": "44k"}, {"f0method": "yin"}, {"batch_size": "lots"}],
+)
+def test_invalid_input_is_rejected_with_422(server, bad):
+    r = _post(server["base"], {"input": {"wav_urls": server["urls"], **bad}}, timeout=30)
+    assert r.status_code == 422, r.text
+    field = next(iter(bad))
+    assert any(field in json.dumps(d["loc"]) for d in r.json()["detail"]), r.text
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({}, "no training audio"),
+        ({"wav_urls": ["file:///etc/passwd"]}, "http(s) URLs or data: URIs"),
+        ({"wav_urls": ["http://127.0.0.1:9/x.wav"], "experiment_name": "../etc"}, "experiment_name"),
+    ],
+)
+def test_user_errors_fail_with_our_message(server, inputs, message):
+    r = _post(server["base"], {"input": inputs}, timeout=60)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "failed"
+    assert message in body["error"]
+    assert "Traceback" not in body["error"]
+
+
+def test_train_over_http_returns_a_loadable_model_and_index(server, tmp_path):
+    t0 = time.monotonic()
+    r = _post(server["base"], {"input": {"wav_urls": server["urls"], **JOB}})
+    took = time.monotonic() - t0
+    body = r.json()
+    assert r.status_code == 200 and body["status"] == "succeeded", (body.get("error"), body.get("logs", "")[-3000:])
+    out = body["output"]
+    assert out.startswith("data:application/zip;base64,") or out.startswith("data:application/"), out[:60]
+    data = base64.b64decode(out.split(",", 1)[1])
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        names = zf.namelist()
+        zf.extractall(tmp_path)
+    assert "joe.pth" in names, names
+    index_names = [n for n in names if n.startswith("added_IVF") and n.endswith("_joe_v2.index")]
+    assert index_names, names
+
+    from infer.lib.checkpoint import load_small_model
+
+    sm = load_small_model(tmp_path / "joe.pth")
+    assert sm.version == "v2" and sm.sample_rate in ("40k", 40000)
+    import faiss
+
+    index = faiss.read_index(str(tmp_path / index_names[0]))
+    assert index.ntotal > 0 and index.d == 768
+
+    logs = body["logs"]
+    for stage in ("collect audio", "fetch weights", "train", "package"):
+        assert f"] {stage}" in logs, stage
+    assert "stand-in" in logs.lower()  # the loud warning reaches the prediction log
+    # the job folder's large intermediates are gone; only the returned archive may remain
+    leftovers = [p for p in server["jobs"].rglob("*") if p.is_file() and "cache" not in p.parts]
+    assert all(p.suffix == ".zip" for p in leftovers), leftovers
+    print(f"tiny training job over HTTP: {took:.1f}s")
+
+
+def test_async_prediction_cancelled_mid_training_ends_promptly(server):
+    with WebhookReceiver() as hook:
+        body = {
+            "id": "cancel-me",
+            "input": {"wav_urls": server["urls"], **dict(JOB, epoch=1000, save_every_epoch=1000)},
+            "webhook": hook.url,
+            "webhook_events_filter": ["start", "logs", "completed"],
+        }
+        r = _post(server["base"], body, timeout=30, Prefer="respond-async")
+        assert r.status_code == 202, r.text
+        started = hook.wait_for(lambda e: "] train" in (e.get("logs") or ""), timeout=240)
+        assert started is not None, hook.events[-1:] if hook.events else "no webhook events"
+        time.sleep(3)  # well inside the epochs
+        t0 = time.monotonic()
+        c = requests.post(f"{server['base']}/predictions/cancel-me/cancel", timeout=10)
+        assert c.status_code == 200, c.text
+        done = hook.wait_for(lambda e: e.get("status") in ("canceled", "failed", "succeeded"), timeout=60)
+        took = time.monotonic() - t0
+    assert done is not None and done["status"] == "canceled", done
+    assert took < 30, f"cancel took {took:.1f}s"
+    assert "cancel" in (done.get("logs") or "").lower()
+    # no process the job started (pool workers, ffmpeg) outlives the cancel
+    deadline = time.monotonic() + 10
+    while len(descendants(server["pid"])) > server["procs"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(descendants(server["pid"])) <= server["procs"]
+    # the server is usable again afterwards
+    health = requests.get(server["base"] + "/health-check", timeout=10).json()
+    assert health["status"] in ("READY", "BUSY")
