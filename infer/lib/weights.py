@@ -35,6 +35,7 @@ import os
 import random
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -279,6 +280,7 @@ class WeightsSettings:
     `max_workers`: parallel downloads. `retries`: attempts per URL after a network error.
     `backoff_s`: first retry delay (doubles each time). `timeout_s`: connect/read timeout.
     `lock_timeout_s`: how long to wait for another job fetching the same file.
+    `hf_token`: sent to huggingface.co only (from `HF_TOKEN`; the public files need none).
     """
 
     weights_dir: Path = DEFAULT_WEIGHTS_DIR
@@ -289,6 +291,7 @@ class WeightsSettings:
     backoff_s: float = 1.0
     timeout_s: float = 30.0
     lock_timeout_s: float = 3600.0
+    hf_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weights_dir", Path(self.weights_dir).expanduser())
@@ -306,7 +309,8 @@ class WeightsSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> WeightsSettings:
-        """Read `RVC_WEIGHTS_DIR`, `RVC_WEIGHTS_BASE_URL` and `RVC_OFFLINE` (1/true/yes or 0/false/no)."""
+        """Read `RVC_WEIGHTS_DIR`, `RVC_WEIGHTS_BASE_URL`, `RVC_OFFLINE` (1/true/yes or 0/false/no) and
+        `HF_TOKEN`; keyword `overrides` win."""
         env = os.environ if environ is None else environ
         kwargs: dict[str, Any] = {}
         if env.get("RVC_WEIGHTS_DIR"):
@@ -317,6 +321,8 @@ class WeightsSettings:
         if offline not in _TRUE | _FALSE:
             raise ConfigError(f"RVC_OFFLINE must be 1 or 0 (true/false, yes/no), got {env['RVC_OFFLINE']!r}")
         kwargs["offline"] = offline in _TRUE
+        if env.get("HF_TOKEN"):
+            kwargs["hf_token"] = env["HF_TOKEN"]
         kwargs.update(overrides)
         return cls(**kwargs)
 
@@ -399,7 +405,7 @@ class _Progress:
     """Bytes of one download: a tqdm bar in a terminal, else a log line every 10 % (or 30 s)."""
 
     def __init__(self, name: str, total: int | None, initial: int) -> None:
-        self.name, self.total, self.done = name, total, initial
+        self.name, self.total, self.done, self.initial = name, total, initial, initial
         self.start, self.last_log, self.next_pct = time.monotonic(), time.monotonic(), 10.0
         self._bar = None
         if is_terminal():
@@ -415,7 +421,7 @@ class _Progress:
         now = time.monotonic()
         pct = 100.0 * self.done / self.total if self.total else None
         if (pct is not None and pct >= self.next_pct) or now - self.last_log >= 30.0:
-            rate = self.done / max(now - self.start, 1e-6) / 1e6
+            rate = (self.done - self.initial) / max(now - self.start, 1e-6) / 1e6
             total = f"/{self.total / 1e6:.1f}" if self.total else ""
             _log.info("%s: %.1f%s MB (%.1f MB/s)", self.name, self.done / 1e6, total, rate)
             self.last_log = now
@@ -590,11 +596,13 @@ class WeightDownloader:
 
         dest = self.weights_dir / name
         expect = self._expect(name)
+        if _problem(dest, expect) is None:  # the common case: no lock needed (works on read-only folders)
+            return dest
         dest.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(_hidden(dest, ".lock")), timeout=self.settings.lock_timeout_s, thread_local=False)
         try:
             with lock:
-                problem = _problem(dest, expect)
+                problem = _problem(dest, expect)  # again: another job may have fetched it meanwhile
                 if problem is None:
                     return dest
                 if name in self._standin:
@@ -730,6 +738,8 @@ class WeightDownloader:
         headers = {"User-Agent": "rvc-trainer-weights/1", "Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
+        if self.settings.hf_token and urllib.parse.urlsplit(url).hostname == "huggingface.co":
+            headers["Authorization"] = f"Bearer {self.settings.hf_token}"  # requests drops it on redirects
         try:
             resp = requests.get(url, headers=headers, stream=True, timeout=self.settings.timeout_s)
         except requests.RequestException as e:
