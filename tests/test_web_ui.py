@@ -1,0 +1,172 @@
+"""The web UI end to end in headless Chromium: train a tiny job, download the zip, convert a file.
+
+`infer-web.py` runs as a real process on 127.0.0.1 with stand-in weights, RVC_OFFLINE=1 and the
+TEST-ONLY tiny network; Debian's chromium is driven by Playwright like a user would drive it.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import requests
+
+from infer.lib.errors import UserInputError
+from tests.product_support import REPO_ROOT, free_port, make_standin_weights, product_env, stop_process
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _load_web_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("infer_web", REPO_ROOT / "infer-web.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_uploads_become_one_dataset_zip(tmp_path, joe_1min):
+    web = _load_web_module()
+    wavs = sorted(joe_1min.glob("*.wav"))[:2]
+    inner = tmp_path / "more.zip"
+    with zipfile.ZipFile(inner, "w") as zf:
+        zf.write(wavs[1], "nested/dir/b.wav")
+    assert web.uploads_to_dataset_zip([str(inner)], tmp_path) == inner  # a single zip is used as is
+    out = web.uploads_to_dataset_zip([str(wavs[0]), str(inner)], tmp_path)
+    with zipfile.ZipFile(out) as zf:
+        assert sorted(zf.namelist()) == [f"upload0/{wavs[0].name}", "upload1/nested/dir/b.wav"]
+    assert web.uploads_to_dataset_zip([], tmp_path) is None
+
+
+def test_model_from_upload_picks_the_final_model_and_index(tmp_path):
+    web = _load_web_module()
+    z = tmp_path / "voice.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("voice_best_epoch3.pth", b"best")
+        zf.writestr("voice.pth", b"final")
+        zf.writestr("added_IVF4_Flat_nprobe_1_voice_v2.index", b"idx")
+        zf.writestr("checkpoints/G_10.pth", b"g")
+    work = tmp_path / "work"
+    work.mkdir()
+    model, index = web.model_from_upload(str(z), None, work)
+    assert model.read_bytes() == b"final" and index.read_bytes() == b"idx"
+    txt = tmp_path / "notes.txt"
+    txt.write_text("not a model")
+    with pytest.raises(UserInputError, match=".pth"):
+        web.model_from_upload(str(txt), None, work)
+    with pytest.raises(UserInputError, match="choose a model"):
+        web.model_from_upload("", None, work)
+
+
+@pytest.fixture(scope="module")
+def web_ui(tmp_path_factory):
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium (/usr/bin/chromium) is not installed; `make setup` installs it")
+    weights = make_standin_weights(tmp_path_factory.mktemp("weights"))
+    jobs = tmp_path_factory.mktemp("jobs")
+    log_path = tmp_path_factory.mktemp("logs") / "web.log"
+    port = free_port()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "infer-web.py", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO_ROOT,
+            env=product_env(weights, jobs),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"infer-web.py exited:\n{log_path.read_text()[-3000:]}")
+            try:
+                if requests.get(url, timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"web UI did not come up:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield {"url": url, "log": log_path}
+    finally:
+        stop_process(proc)
+
+
+def _pick(page, elem_id: str, option: str) -> None:
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+@pytest.mark.browser
+def test_train_download_and_convert_in_the_browser(web_ui, joe_1min, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    wavs = [str(p) for p in sorted(joe_1min.glob("*.wav"))[:2]]
+    with sync_playwright() as pw:
+        ctx = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            accept_downloads=True,
+        )
+        try:
+            page = ctx.new_page()
+            page.goto(web_ui["url"], wait_until="domcontentloaded")
+            # --- Train tab -------------------------------------------------------------------
+            page.locator("#train-files input[type=file]").set_input_files(wavs)
+            expect(page.locator("#train-files")).to_contain_text(Path(wavs[1]).name, timeout=30_000)
+            _pick(page, "train-f0method", "pm")
+            page.locator("#train-epoch input").fill("2")
+            page.locator("#train-enhance input").uncheck()
+            page.locator("#train-name input, #train-name textarea").first.fill("webjoe")
+            page.locator("#train-button").click()
+            status = page.locator("#train-status textarea")
+            expect(status).to_have_value(re.compile(r"^(Done|Error|Internal)"), timeout=300_000)
+            assert status.input_value().startswith("Done"), (
+                status.input_value(),
+                page.locator("#train-log textarea").input_value()[-3000:],
+            )
+            log_text = page.locator("#train-log textarea").input_value()
+            assert "[stage 5/6] train" in log_text
+            with page.expect_download(timeout=60_000) as dl_info:
+                page.locator("#train-result a").first.click()
+            zip_path = tmp_path / "downloaded.zip"
+            dl_info.value.save_as(zip_path)
+            with zipfile.ZipFile(zip_path) as zf:
+                names = zf.namelist()
+            assert "webjoe.pth" in names and any(n.endswith("_webjoe_v2.index") for n in names), names
+            # --- Convert tab (the trained zip is already selected there) ---------------------
+            page.get_by_role("tab", name="Convert").click()
+            expect(page.locator("#convert-model")).to_contain_text("webjoe", timeout=30_000)
+            page.locator("#convert-input input[type=file]").set_input_files(wavs[0])
+            _pick(page, "convert-f0method", "pm")
+            page.locator("#convert-button").click()
+            c_status = page.locator("#convert-status textarea")
+            expect(c_status).to_have_value(re.compile(r"^(Converted|Error|Internal)"), timeout=180_000)
+            assert c_status.input_value().startswith("Converted"), c_status.input_value()
+            audio = page.locator("#convert-output audio")
+            expect(audio).to_have_count(1, timeout=30_000)
+            assert audio.first.get_attribute("src")
+        finally:
+            ctx.close()
+    shutil.rmtree(tmp_path / "profile", ignore_errors=True)
