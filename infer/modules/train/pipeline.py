@@ -1,0 +1,682 @@
+"""`TrainModules`: the whole training pipeline on one experiment folder, and the model zip.
+
+Stages, in order, each a plain function call returning a report (timed, logged, and written to
+`<exp>/reports/<stage>.json`):
+
+    preprocess   user audio -> 0_gt_wavs / 1_16k_wavs (+ dataset report)
+    features     HuBERT content features -> 3_feature256|768 (+ the mute entry)
+    f0           pitch -> 2a_f0 / 2b-f0nsf (+ the mute entry; models with pitch only)
+    filelist     filelist.txt
+    train        G/D training -> checkpoints, <name>.pth, <name>_best_e<N>.pth
+    index        added_IVF<n>_Flat_nprobe_1_<name>_<version>.index
+    zip          the model zip (see `write_model_zip`)
+
+`TrainOptions` (one frozen dataclass) holds every user-facing option; `tools/train.py` and the
+Predictor build it from their inputs. `TrainModules(options, workdir).run(inputs, out)` runs it all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import re
+import shutil
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from infer.lib.config import SAMPLE_RATES, VERSIONS, RVCConfig, load_config
+from infer.lib.errors import CancelledError, UserInputError
+from infer.lib.fileio import atomic_path, atomic_write_text
+from infer.lib.layout import ExperimentLayout
+from infer.lib.log import get_logger
+
+_log = get_logger("pipeline")
+
+STAGES: tuple[str, ...] = ("preprocess", "features", "f0", "filelist", "train", "index", "zip")
+UNTIL_CHOICES: tuple[str, ...] = ("preprocess", "features", "train", "index")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_BATCH_RE = re.compile(r"^(auto|[1-9][0-9]*)$")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Every option of a training job (shared by `tools/train.py` and the Predictor).
+
+    experiment_name: the model's name (file names in the zip), letters, digits, `_ . -`.
+    version: "v1" | "v2". sample_rate: "32k" | "40k" | "48k". use_f0: pitch-guided model.
+    f0method: pitch method (pm, harvest, dio, crepe, fcpe, rmvpe, rmvpe_gpu).
+    epochs: total epochs (a resumed run continues up to this number). batch_size: per GPU, int or "auto".
+    save_every_epoch: checkpoint interval. enhance_audio / trim_silence: preprocessing steps.
+    seed: data order, held-out choice, initialisation. resume_from: a zip this pipeline wrote with
+    checkpoints in it. include_checkpoints: put G/D checkpoints in the zip (to resume later).
+    device: "cpu", "cuda", "cuda:1" or None (best available). gpus: DDP processes (0 = every GPU).
+    from_scratch: train without the pretrained G/D (hours; loud warning). learning_rate: override.
+    holdout: held-out segments (None = automatic). preview: convert a held-out clip into `preview.wav`.
+    speaker_id: the speaker index written to the filelist.
+    """
+
+    experiment_name: str = "my_voice"
+    version: str = "v2"
+    sample_rate: str = "40k"
+    use_f0: bool = True
+    f0method: str = "rmvpe"
+    epochs: int = 20
+    batch_size: int | str = "auto"
+    save_every_epoch: int = 5
+    enhance_audio: bool = True
+    trim_silence: bool = True
+    seed: int = 1234
+    resume_from: str | None = None
+    include_checkpoints: bool = False
+    device: str | None = None
+    gpus: int = 0
+    from_scratch: bool = False
+    learning_rate: float | None = None
+    holdout: int | None = None
+    preview: bool = True
+    speaker_id: int = 0
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise UserInputError(msg)
+
+        from infer.lib.f0 import F0_METHODS
+
+        need(
+            bool(NAME_RE.match(self.experiment_name)),
+            f"experiment_name {self.experiment_name!r}: use 1-64 letters, digits, '_', '.', '-' (start with a letter or digit)",
+        )
+        need(self.version in VERSIONS, f"version must be one of {list(VERSIONS)}, got {self.version!r}")
+        need(
+            self.sample_rate in SAMPLE_RATES,
+            f"sample_rate must be one of {list(SAMPLE_RATES)}, got {self.sample_rate!r}",
+        )
+        need(self.f0method in F0_METHODS, f"f0method must be one of {list(F0_METHODS)}, got {self.f0method!r}")
+        need(
+            isinstance(self.epochs, int) and 1 <= self.epochs <= 100_000,
+            f"epochs must be 1..100000, got {self.epochs!r}",
+        )
+        bs = self.batch_size
+        if isinstance(bs, str):
+            need(bool(_BATCH_RE.match(bs.strip())), f"batch_size must be a positive integer or 'auto', got {bs!r}")
+            if bs.strip() != "auto":
+                object.__setattr__(self, "batch_size", int(bs))
+        else:
+            need(
+                isinstance(bs, int) and not isinstance(bs, bool) and bs >= 1,
+                f"batch_size must be >= 1 or 'auto', got {bs!r}",
+            )
+        need(self.save_every_epoch >= 1, f"save_every_epoch must be >= 1, got {self.save_every_epoch}")
+        need(self.gpus >= 0, f"gpus must be >= 0, got {self.gpus}")
+        need(
+            self.learning_rate is None or self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}"
+        )
+        need(self.holdout is None or self.holdout >= 0, f"holdout must be >= 0, got {self.holdout}")
+        need(0 <= self.speaker_id < 109, f"speaker_id must be 0..108, got {self.speaker_id}")
+        if self.resume_from is not None:
+            need(Path(self.resume_from).is_file(), f"resume_from: {self.resume_from} is not a file")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """One stage's report (as a dict) and its wall time in seconds."""
+
+    name: str
+    seconds: float
+    report: dict[str, Any]
+
+
+@dataclass
+class PipelineResult:
+    """What `TrainModules.run` produced: the zip (None when stopped early) and each stage's result."""
+
+    zip_path: Path | None
+    exp_root: Path
+    stages: list[StageResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "zip_path": str(self.zip_path) if self.zip_path else None,
+            "exp_root": str(self.exp_root),
+            "stages": [asdict(s) for s in self.stages],
+        }
+
+
+# --------------------------------------------------------------------------------------------------
+# Resuming from a zip
+# --------------------------------------------------------------------------------------------------
+
+CKPT_DIR_IN_ZIP = "checkpoints"
+
+
+def read_zip_state(zip_path: Path) -> dict[str, Any]:
+    """The `train_state.json` of a model zip that holds checkpoints; UserInputError otherwise."""
+    try:
+        with zipfile.ZipFile(zip_path) as z:
+            names = set(z.namelist())
+            sp = f"{CKPT_DIR_IN_ZIP}/train_state.json"
+            if sp not in names:
+                raise UserInputError(
+                    f"resume_from: {Path(zip_path).name} holds no checkpoints; train with include_checkpoints=true "
+                    "to get a zip that can be continued"
+                )
+            state = json.loads(z.read(sp))
+            for k in ("checkpoint_g", "checkpoint_d"):
+                if f"{CKPT_DIR_IN_ZIP}/{state[k]}" not in names:
+                    raise UserInputError(f"resume_from: {Path(zip_path).name} lacks {state[k]}")
+            return state
+    except zipfile.BadZipFile:
+        raise UserInputError(f"resume_from: {zip_path} is not a zip file") from None
+
+
+def unpack_checkpoints(zip_path: Path, exp: ExperimentLayout) -> dict[str, Any]:
+    """Copy the checkpoints and train_state.json of a model zip into the experiment folder."""
+    from infer.modules.train.train import state_path
+
+    state = read_zip_state(zip_path)
+    with zipfile.ZipFile(zip_path) as z:
+        for name in (state["checkpoint_g"], state["checkpoint_d"]):
+            with z.open(f"{CKPT_DIR_IN_ZIP}/{name}") as src, atomic_path(exp.checkpoint_dir / name) as tmp:
+                with open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+        best = state.get("best_model_path")
+        if best and best in z.namelist():
+            with z.open(best) as src, atomic_path(exp.root / best) as tmp, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+    atomic_write_text(state_path(exp), json.dumps(state, indent=1))
+    return state
+
+
+# --------------------------------------------------------------------------------------------------
+# The zip
+# --------------------------------------------------------------------------------------------------
+
+
+def plot_losses(history: Sequence[dict[str, Any]], path: Path) -> Path:
+    """loss.png: training mel L1 and held-out mel L1 per epoch, and the discriminator/generator losses."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
+    ax1.plot(ep, [h.get("mel_l1", float("nan")) for h in history], "o-", label="training mel L1")
+    held = [(h["epoch"], h["holdout_mel"]) for h in history if h.get("holdout_mel") is not None]
+    if held:
+        ax1.plot([e for e, _ in held], [v for _, v in held], "s-", label="held-out mel L1 (conversion)")
+        best = min(held, key=lambda x: x[1])
+        ax1.axvline(best[0], color="grey", ls="--", lw=1, label=f"best held-out epoch {best[0]}")
+    ax1.set_ylabel("mel L1")
+    ax1.legend()
+    ax1.grid(alpha=0.3)
+    for key, label in (
+        ("loss_d", "discriminator"),
+        ("loss_gen", "generator (adv.)"),
+        ("loss_fm", "feature matching"),
+        ("loss_kl", "KL"),
+    ):
+        ax2.plot(ep, [h.get(key, float("nan")) for h in history], "-", label=label)
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("loss")
+    ax2.legend()
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return path
+
+
+def versions() -> dict[str, str]:
+    """Versions of the software that made the model."""
+    import numpy
+    import torch
+
+    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
+    try:
+        import faiss
+
+        out["faiss"] = faiss.__version__
+    except Exception:
+        pass
+    try:
+        from importlib.metadata import version
+
+        out["rvc-trainer"] = version("rvc-trainer")
+    except Exception:
+        pass
+    try:
+        import subprocess
+
+        repo = Path(__file__).resolve().parents[3]
+        sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if sha.returncode == 0:
+            out["git_commit"] = sha.stdout.strip()
+    except Exception:
+        pass
+    return out
+
+
+def write_model_zip(
+    out: Path,
+    exp: ExperimentLayout,
+    name: str,
+    model_card: dict[str, Any],
+    train_report: dict[str, Any],
+    index_path: Path | None,
+    include_checkpoints: bool,
+    preview: Path | None = None,
+) -> Path:
+    """Write the model zip atomically. Members:
+
+    `<name>.pth` (small model), `<name>_best_e<N>.pth` (lowest held-out loss), the index,
+    `config.json`, `model_card.json`, `loss.png`, `tensorboard/...`, `train.log`,
+    `checkpoints/{G,D}_<step>.pth` + `checkpoints/train_state.json` (include_checkpoints),
+    `preview.wav` (when given). No feature dumps.
+    """
+    from infer.modules.train.train import state_path
+
+    members: list[tuple[Path, str]] = [(Path(train_report["model_path"]), f"{name}.pth")]
+    if train_report.get("best_model_path"):
+        bp = Path(train_report["best_model_path"])
+        members.append((bp, bp.name))
+    if index_path is not None:
+        members.append((index_path, index_path.name))
+    members.append((exp.config_path, "config.json"))
+    loss_png = exp.reports_dir / "loss.png"
+    if train_report.get("history"):
+        plot_losses(train_report["history"], loss_png)
+        members.append((loss_png, "loss.png"))
+    if exp.tensorboard_dir.is_dir():
+        for p in sorted(exp.tensorboard_dir.rglob("*")):
+            if p.is_file() and not p.name.startswith("."):
+                members.append((p, f"tensorboard/{p.relative_to(exp.tensorboard_dir).as_posix()}"))
+    if exp.log_path.is_file():
+        members.append((exp.log_path, "train.log"))
+    if include_checkpoints:
+        members.append(
+            (Path(train_report["checkpoint_g"]), f"{CKPT_DIR_IN_ZIP}/{Path(train_report['checkpoint_g']).name}")
+        )
+        members.append(
+            (Path(train_report["checkpoint_d"]), f"{CKPT_DIR_IN_ZIP}/{Path(train_report['checkpoint_d']).name}")
+        )
+        members.append((state_path(exp), f"{CKPT_DIR_IN_ZIP}/train_state.json"))
+    if preview is not None and preview.is_file():
+        members.append((preview, "preview.wav"))
+    card = dict(model_card)
+    card["files"] = sorted({arc for _, arc in members} | {"model_card.json"})
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        with zipfile.ZipFile(tmp, "w", allowZip64=True) as z:
+            for src, arc in members:
+                binary = src.suffix in (".pth", ".index", ".wav", ".png")
+                z.write(src, arc, compress_type=zipfile.ZIP_STORED if binary else zipfile.ZIP_DEFLATED)
+            z.writestr("model_card.json", json.dumps(card, indent=2, default=str), compress_type=zipfile.ZIP_DEFLATED)
+    _log.info("zip: %s (%.1f MB, %d files)", out, out.stat().st_size / 2**20, len(members) + 1)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# TrainModules
+# --------------------------------------------------------------------------------------------------
+
+
+class TrainModules:
+    """Runs the training stages on the experiment folder `workdir` with `options`.
+
+    `weight_paths`: {weight name: path} to use instead of fetching with `WeightDownloader` (tests,
+    custom files); names as `infer.lib.weights` ("hubert/hubert_base.pt", "pretrained_v2/f0G40k.pth"...).
+    `config`: the network configuration (default `load_config(version, sample_rate)`; tests pass tiny ones).
+    `cache`: extraction cache (default `ArrayCache(default_cache_root())`). `cancel`: set to stop.
+    """
+
+    def __init__(
+        self,
+        options: TrainOptions,
+        workdir: str | Path,
+        weight_paths: dict[str, Path] | None = None,
+        config: RVCConfig | None = None,
+        cache: Any = None,
+        cancel: threading.Event | None = None,
+        weights_settings: Any = None,
+    ) -> None:
+        self.o = options
+        self.exp = ExperimentLayout(Path(workdir), options.version)
+        self.cfg = config or load_config(options.version, options.sample_rate)
+        if (self.cfg.version, self.cfg.sample_rate) != (options.version, options.sample_rate):
+            raise UserInputError(
+                f"config is {self.cfg.version}/{self.cfg.sample_rate} but the options ask for {options.version}/{options.sample_rate}"
+            )
+        self._weight_paths = dict(weight_paths) if weight_paths is not None else None
+        self._weights_settings = weights_settings
+        self._cache = cache
+        self.cancel = cancel or threading.Event()
+        self.results: list[StageResult] = []
+        self.standin: list[str] = []
+        self._train_report: dict[str, Any] | None = None
+        self._index_path: Path | None = None
+        self._preprocess_report: dict[str, Any] | None = None
+
+    # -- helpers -------------------------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        from infer.lib.device import pick_device
+
+        return str(pick_device(self.o.device))
+
+    @property
+    def cache(self) -> Any:
+        if self._cache is None:
+            from infer.lib.cache import ArrayCache, default_cache_root
+
+            self._cache = ArrayCache(default_cache_root())
+        return self._cache
+
+    def required_weights(self) -> list[str]:
+        from infer.lib.weights import HUBERT, RMVPE, RMVPE_METHODS, pretrained_names
+
+        names = [HUBERT]
+        if not self.o.from_scratch:
+            names += list(pretrained_names(self.o.version, self.o.sample_rate, self.o.use_f0))
+        if self.o.use_f0 and self.o.f0method in RMVPE_METHODS:
+            names.append(RMVPE)
+        if self.o.enhance_audio:
+            from infer.lib.weights import MOSSFORMER2
+
+            names.append(MOSSFORMER2)
+        return names
+
+    def fetch_weights(self) -> dict[str, Path]:
+        """Paths of every weight the job needs (fetched unless given); records stand-ins."""
+        names = self.required_weights()
+        if self._weight_paths is not None:
+            missing = [n for n in names if n not in self._weight_paths]
+            if missing:
+                raise UserInputError(f"weights not given: {', '.join(missing)}")
+            paths = {n: Path(self._weight_paths[n]) for n in names}
+        else:
+            from infer.lib.weights import STANDIN_MANIFEST, WeightDownloader, WeightsSettings
+
+            settings = self._weights_settings or WeightsSettings.from_env()
+            paths = WeightDownloader(settings).fetch(names)
+            sm = Path(settings.weights_dir) / STANDIN_MANIFEST
+            if sm.is_file():
+                files = json.loads(sm.read_text()).get("files", {})
+                self.standin = sorted({n for n in names if n in files or any(f.startswith(n + "/") for f in files)})
+        self.weights = paths
+        return paths
+
+    def _stage(self, name: str, fn: Callable[[], Any]) -> Any:
+        if self.cancel.is_set():
+            raise CancelledError(f"cancelled before the {name} stage")
+        _log.info("== stage %s ==", name)
+        t0 = time.monotonic()
+        rep = fn()
+        secs = round(time.monotonic() - t0, 3)
+        d = rep.to_dict() if hasattr(rep, "to_dict") else (rep if isinstance(rep, dict) else {})
+        self.results.append(StageResult(name, secs, d))
+        self.exp.reports_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.exp.reports_dir / f"{name}.json", json.dumps(d, indent=1, default=str))
+        _log.info("== stage %s done in %.1fs ==", name, secs)
+        return rep
+
+    def check_resume(self) -> dict[str, Any] | None:
+        """Validate `resume_from` against the options, before any long work."""
+        if not self.o.resume_from:
+            return None
+        st = read_zip_state(Path(self.o.resume_from))
+        mine = (self.o.version, self.o.sample_rate, self.o.use_f0)
+        theirs = (st.get("version"), st.get("sample_rate"), st.get("use_f0"))
+        if mine != theirs:
+            raise UserInputError(
+                f"resume_from: the zip's model is {theirs[0]}/{theirs[1]} {'with' if theirs[2] else 'without'} pitch, "
+                f"but this run asks for {mine[0]}/{mine[1]} {'with' if mine[2] else 'without'} pitch"
+            )
+        if st["epoch"] >= self.o.epochs:
+            raise UserInputError(
+                f"resume_from: the zip already holds {st['epoch']} epoch(s); ask for more than {st['epoch']} epochs to continue"
+            )
+        return st
+
+    # -- stages --------------------------------------------------------------------------------------
+    def preprocess(self, files: Sequence[Path]) -> Any:
+        from infer.modules.train.preprocess import preprocess
+
+        enhancer = None
+        if self.o.enhance_audio:
+            from infer.lib.enhance import get_enhancer
+            from infer.lib.weights import MOSSFORMER2
+
+            enhancer = get_enhancer(self.weights[MOSSFORMER2], self.device)
+        half = self.device.startswith("cuda")
+        rep = preprocess(
+            list(files), self.exp, self.cfg.sr, half=half, enhancer=enhancer, trim_silence=self.o.trim_silence
+        )
+        self._preprocess_report = rep.to_dict()
+        return rep
+
+    def _features_on(self, exp: ExperimentLayout) -> Any:
+        from infer.lib.weights import HUBERT
+        from infer.modules.train.extract_features import extract_features
+
+        return extract_features(exp, self.weights[HUBERT], self.device, cache=self.cache)
+
+    def _f0_on(self, exp: ExperimentLayout) -> Any:
+        from infer.lib.weights import RMVPE
+        from infer.modules.train.extract_f0 import extract_f0
+
+        rmvpe = self.weights.get(RMVPE)
+        return extract_f0(exp, self.o.f0method, self.cache, device=self.device, rmvpe_path=rmvpe)
+
+    def features(self) -> Any:
+        from infer.modules.train.filelist import write_mute_audio
+
+        rep = self._features_on(self.exp)
+        write_mute_audio(self.exp, self.cfg.sr)
+        from infer.modules.train.filelist import mute_layout
+
+        self._features_on(mute_layout(self.exp))
+        return rep
+
+    def f0(self) -> Any:
+        from infer.modules.train.filelist import mute_layout, write_mute_audio
+
+        rep = self._f0_on(self.exp)
+        mute = mute_layout(self.exp)
+        if not (mute.wavs16k_dir / "mute.wav").is_file():
+            write_mute_audio(self.exp, self.cfg.sr)
+        self._f0_on(mute)
+        return rep
+
+    def filelist(self) -> Any:
+        from infer.modules.train.filelist import write_filelist
+
+        atomic_write_text(self.exp.config_path, json.dumps(self.cfg.to_dict(), indent=4, sort_keys=True) + "\n")
+        return write_filelist(self.exp, self.o.use_f0, self.o.speaker_id, self.o.seed)
+
+    def train(self) -> Any:
+        from infer.lib.weights import pretrained_names
+        from infer.modules.train.train import TrainSettings, train
+
+        if self.o.resume_from:
+            unpack_checkpoints(Path(self.o.resume_from), self.exp)
+        g = d = None
+        if not self.o.from_scratch:
+            gn, dn = pretrained_names(self.o.version, self.o.sample_rate, self.o.use_f0)
+            g, d = str(self.weights[gn]), str(self.weights[dn])
+        settings = TrainSettings(
+            exp_root=str(self.exp.root),
+            version=self.o.version,
+            sample_rate=self.o.sample_rate,
+            use_f0=self.o.use_f0,
+            name=self.o.experiment_name,
+            epochs=self.o.epochs,
+            batch_size=self.o.batch_size,
+            save_every_epoch=self.o.save_every_epoch,
+            pretrained_g=g,
+            pretrained_d=d,
+            from_scratch=self.o.from_scratch,
+            seed=self.o.seed,
+            device=self.o.device,
+            world_size=self.o.gpus if self.device.startswith("cuda") else 1,
+            learning_rate=self.o.learning_rate,
+            holdout=self.o.holdout,
+            speaker_id=self.o.speaker_id,
+            export_extras={"embedder_model": "contentvec", "speakers_id": 1},
+        )
+        rep = train(settings, cancel=self.cancel, log_file=str(self.exp.log_path))
+        self._train_report = rep.to_dict()
+        return rep
+
+    def index(self) -> Any:
+        from infer.lib.index import train_index
+
+        rep = train_index(self.exp, self.o.experiment_name, seed=self.o.seed)
+        self._index_path = Path(rep.path)
+        return rep
+
+    def make_preview(self) -> Path | None:
+        """preview.wav: a held-out (else the first) segment converted by the trained model, when VC exists."""
+        if not self.o.preview or self._train_report is None:
+            return None
+        try:
+            from infer.modules.vc import preview as vc_preview  # type: ignore[attr-defined]
+        except ImportError:
+            _log.info("preview.wav skipped: the conversion module is not available")
+            return None
+        try:
+            src = sorted(self.exp.gt_wavs_dir.glob("*.wav"))[0]
+            out = self.exp.reports_dir / "preview.wav"
+            vc_preview(Path(self._train_report["model_path"]), self._index_path, src, out, weights=self.weights)
+            return out if out.is_file() else None
+        except Exception as e:  # a preview must never sink a finished training run
+            _log.warning("preview.wav skipped: %s", e)
+            return None
+
+    def model_card(self, inputs: Sequence[str]) -> dict[str, Any]:
+        tr = self._train_report or {}
+        durations = {r.name: r.seconds for r in self.results}
+        return {
+            "name": self.o.experiment_name,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "model": {
+                "version": self.o.version,
+                "sample_rate": self.o.sample_rate,
+                "f0": self.o.use_f0,
+                "f0method": self.o.f0method,
+                "config": self.cfg.to_dict(),
+            },
+            "inputs": {"files": [Path(i).name for i in inputs], "options": self.o.to_dict()},
+            "dataset": self._preprocess_report,
+            "training": {
+                k: tr.get(k)
+                for k in (
+                    "start_epoch",
+                    "epochs",
+                    "steps",
+                    "batch_size",
+                    "world_size",
+                    "device",
+                    "precision",
+                    "n_train_segments",
+                    "n_holdout_segments",
+                    "skipped_steps",
+                    "final_losses",
+                    "final_holdout_mel",
+                    "best_epoch",
+                    "best_holdout_mel",
+                    "from_scratch",
+                    "history",
+                )
+            },
+            "index": next((r.report for r in self.results if r.name == "index"), None),
+            "durations_s": durations,
+            "versions": versions(),
+            "standin_weights": bool(self.standin) or bool(tr.get("standin_weights")),
+            "standin_weight_names": self.standin,
+            "weights": {n: Path(p).name for n, p in getattr(self, "weights", {}).items()},
+        }
+
+    def package(self, out: Path, inputs: Sequence[str]) -> Path:
+        if self._train_report is None:
+            from infer.modules.train.train import REPORT_FILE
+
+            self._train_report = json.loads((self.exp.reports_dir / REPORT_FILE).read_text())
+        preview = self.make_preview()
+        t0 = time.monotonic()
+        card = self.model_card(inputs)
+        path = write_model_zip(
+            Path(out),
+            self.exp,
+            self.o.experiment_name,
+            card,
+            self._train_report,
+            self._index_path,
+            self.o.include_checkpoints,
+            preview,
+        )
+        self.results.append(StageResult("zip", round(time.monotonic() - t0, 3), {"path": str(path)}))
+        return path
+
+    # -- all of it -----------------------------------------------------------------------------------
+    def run(self, inputs: Sequence[str | Path], out: str | Path, until: str | None = None) -> PipelineResult:
+        """Run every stage on `inputs` (audio files) and write the zip to `out`; `until` stops early."""
+        if until is not None and until not in UNTIL_CHOICES:
+            raise UserInputError(f"until must be one of {list(UNTIL_CHOICES)}, got {until!r}")
+        files = [Path(f) for f in inputs]
+        if not files:
+            raise UserInputError("no training audio given")
+        self.check_resume()
+        self.exp.root.mkdir(parents=True, exist_ok=True)
+        self.exp.make_dirs()
+        from infer.lib.log import setup_logging
+
+        setup_logging(log_file=str(self.exp.log_path))
+        _log.info("training job %s: %s", self.o.experiment_name, json.dumps(self.o.to_dict()))
+        self._stage("weights", self.fetch_weights)
+        self._stage("preprocess", lambda: self.preprocess(files))
+        result = PipelineResult(None, self.exp.root, self.results)
+        if until == "preprocess":
+            return result
+        self._stage("features", self.features)
+        if self.o.use_f0:
+            self._stage("f0", self.f0)
+        if until == "features":
+            return result
+        self._stage("filelist", self.filelist)
+        self._stage("train", self.train)
+        if until == "train":
+            return result
+        self._stage("index", self.index)
+        if until == "index":
+            return result
+        result.zip_path = self.package(Path(out), [str(f) for f in files])
+        total = sum(r.seconds for r in self.results)
+        _log.info(
+            "done: %s in %.1fs (%s)",
+            result.zip_path,
+            total,
+            ", ".join(f"{r.name} {r.seconds:.1f}s" for r in self.results),
+        )
+        return result
+
+
+def options_from_dict(d: dict[str, Any]) -> TrainOptions:
+    """`TrainOptions` from a plain dict, refusing unknown keys."""
+    names = {f.name for f in dataclasses.fields(TrainOptions)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise UserInputError(f"unknown option(s) {unknown}; known: {sorted(names)}")
+    return TrainOptions(**d)
