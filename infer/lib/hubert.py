@@ -242,7 +242,10 @@ class SamePad(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention with fairseq's parameter names (q_proj, k_proj, v_proj, out_proj)."""
+    """Multi-head self-attention with fairseq's parameter names (q_proj, k_proj, v_proj, out_proj).
+
+    After `fuse()` the three input projections run as one matrix product (same numbers, one pass over x).
+    """
 
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
@@ -251,16 +254,29 @@ class SelfAttention(nn.Module):
         self.v_proj = nn.Linear(dim, dim)
         self.q_proj = nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, dim)
+        self._qkv: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def fuse(self) -> None:
+        with torch.no_grad():
+            w = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]).detach()
+            b = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]).detach()
+        self._qkv = (w, b)
+
+    def unfuse(self) -> None:
+        self._qkv = None
+
+    def _apply(self, fn: Any, recurse: bool = True) -> SelfAttention:  # .to()/.half() drop the fused copy
+        self._qkv = None
+        return super()._apply(fn, recurse)
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
         """x [B, T, C]; key_mask [B, 1, 1, T] bool, True where a key may be attended (None: all)."""
         b, t, c = x.shape
         h = self.heads
-
-        def split(y: torch.Tensor) -> torch.Tensor:
-            return y.view(b, t, h, c // h).transpose(1, 2)
-
-        q, k, v = split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x))
+        if self._qkv is not None:
+            q, k, v = F.linear(x, *self._qkv).view(b, t, 3, h, c // h).permute(2, 0, 3, 1, 4)
+        else:
+            q, k, v = (p(x).view(b, t, h, c // h).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj))
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
         return self.out_proj(y.transpose(1, 2).reshape(b, t, c))
 
@@ -319,6 +335,7 @@ class HubertModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.standin: str | None = None  # the stand-in marker's description, None for real weights
+        self.source_path: Path | None = None  # the file it was loaded from (cache keys hash it)
         self.mask_emb = nn.Parameter(torch.zeros(cfg.embed_dim))
         if cfg.num_classes > 0:
             self.label_embs_concat = nn.Parameter(torch.zeros(cfg.num_classes, cfg.final_dim))
@@ -384,10 +401,22 @@ class HubertModel(nn.Module):
         return self.final_proj(x) if version == "v1" else x
 
     def prepare_inference(self) -> HubertModel:
-        """eval(), no grads, cached pos_conv weight: call after moving to the final device/dtype."""
+        """eval(), no grads, cached pos_conv weight and fused q/k/v projections.
+
+        Call after moving to the final device and dtype (`.to()` drops the caches; `train()` too).
+        """
         self.eval().requires_grad_(False)
         self.encoder.pos_conv[0].freeze()
+        for layer in self.encoder.layers:
+            layer.self_attn.fuse()
         return self
+
+    def train(self, mode: bool = True) -> HubertModel:
+        if mode:
+            self.encoder.pos_conv[0]._frozen = None
+            for layer in self.encoder.layers:
+                layer.self_attn.unfuse()
+        return super().train(mode)
 
 
 def _normalize_rows(wav: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
@@ -483,6 +512,7 @@ def load_hubert(path: str | os.PathLike[str], device: str | torch.device = "cpu"
     model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)
     model = model.to(device=device, dtype=dtype).prepare_inference()
     model.standin = standin
+    model.source_path = path
     if standin is not None:
         warn_standin(f"HuBERT {path.name}", standin)
     _log.info("HuBERT loaded from %s: %d layers, width %d, %s on %s", path, cfg.layers, cfg.embed_dim, dtype, device)
