@@ -234,8 +234,8 @@ def trim_silence(audio: np.ndarray, sr: int, top_db: float = 40.0) -> np.ndarray
     """
     import librosa
 
-    if audio.size == 0:
-        return audio
+    if audio.size == 0 or float(np.abs(audio).max()) < 1e-5:  # empty or digital silence (below -100 dBFS)
+        return audio[:0]
     scale = sr / 44100
     frame = max(64, int(2 ** round(np.log2(2048 * scale))))
     hop = frame // 4
@@ -262,19 +262,24 @@ def write_standin_mossformer2(checkpoint_dir: str | os.PathLike[str]) -> Path:
     """Write a stand-in MossFormer2_SE_48K checkpoint folder (real layout, deterministic values, marker).
 
     `checkpoint_dir` is the folder itself (e.g. `mossformer2_dir(weights_dir)`). Parameters get
-    deterministic values from (key, shape); buffers (positional-encoding tables) keep the network's
-    own computed values. Returns the `.pt` path.
+    deterministic values from (key, shape) (a tensor shared by several keys gets the first key's values
+    under all of them, as `torch.save` of the real network stores it); buffers and frozen parameters
+    (positional and rotary tables) keep the network's own computed values. Returns the `.pt` path.
     """
     from infer.lib.fileio import atomic_torch_save, atomic_write_text
     from infer.lib.standin import STANDIN_KEY
 
     checkpoint_dir = Path(checkpoint_dir)
+    import torch
+
     model = build_mossformer2_se_48k()
-    params = {n for n, _ in model.named_parameters()}
-    state = {
-        k: (_deterministic(k, tuple(v.shape)) if k in params else v.detach().clone())
-        for k, v in model.state_dict().items()
-    }
+    state: dict[str, torch.Tensor] = {}
+    made: dict[int, torch.Tensor] = {}  # shared tensors (the rotary tables of all layers) stay shared
+    for k, v in model.state_dict(keep_vars=True).items():
+        if id(v) not in made:
+            trained = isinstance(v, torch.nn.Parameter) and v.requires_grad
+            made[id(v)] = _deterministic(k, tuple(v.shape)) if trained else v.detach().clone()
+        state[k] = made[id(v)]
     path = checkpoint_dir / CHECKPOINT_FILE
     atomic_torch_save(
         {"model": state, "epoch": 0, "step": 0, STANDIN_KEY: f"{MODEL_NAME} stand-in (deterministic, untrained)"},
