@@ -76,7 +76,7 @@ class FileReport:
     codec: str
     peak: float
     rms_dbfs: float
-    clipped_fraction: float  # of samples at |x| >= 0.999 in the decoded input
+    clipped_fraction: float  # of samples on flat tops at full scale (|x| >= 0.999, equal to a neighbour)
     silent: bool
     trimmed_s: float  # leading + trailing silence removed
     slices: int
@@ -154,6 +154,18 @@ def segment_starts(n: int, sr: int, per: float, overlap: float = OVERLAP_S) -> l
             return out
 
 
+def clipped_fraction(x: np.ndarray) -> float:
+    """Fraction of samples on a flat top at full scale (|x| >= 0.999 and equal to a neighbour): clipping."""
+    if x.size < 2:
+        return 0.0
+    hot = np.abs(x) >= CLIP_LEVEL
+    flat = np.zeros_like(hot)
+    same = np.abs(np.diff(x)) < 1e-4
+    flat[1:] |= same
+    flat[:-1] |= same
+    return float(np.mean(hot & flat))
+
+
 def normalize_segment(x: np.ndarray) -> np.ndarray | None:
     """The reference loudness normalisation; None when the peak exceeds 2.5 (or is 0: nothing to keep)."""
     peak = float(np.abs(x).max()) if x.size else 0.0
@@ -184,7 +196,7 @@ def _process_file(task: _Task) -> FileReport:
                           info.get("codec", "?"), 0.0, -200.0, 0.0, True, 0.0, 0, 0, 0, 0.0, str(e))  # fmt: skip
     duration = audio.shape[0] / task.sr
     peak = float(np.abs(audio).max())
-    clipped = float(np.mean(np.abs(audio) >= CLIP_LEVEL))
+    clipped = clipped_fraction(audio)
     level = _dbfs(audio)
     silent = bool(level < SILENT_DBFS)
     trimmed_s = 0.0
