@@ -239,11 +239,19 @@ class F0Extractor:
         pitch = pm.Sound(x.astype(np.float64), SAMPLE_RATE).to_pitch_ac(
             time_step=HOP / SAMPLE_RATE, voicing_threshold=0.6, pitch_floor=F0_MIN, pitch_ceiling=F0_MAX
         )
-        freq = pitch.selected_array["frequency"]
-        idx = np.rint(np.asarray(pitch.xs()) * SAMPLE_RATE / HOP).astype(np.int64)
-        out = np.zeros(n, np.float32)
-        ok = (idx >= 0) & (idx < n)
-        out[idx[ok]] = freq[ok]
+        freq = np.asarray(pitch.selected_array["frequency"], dtype=np.float64)
+        if len(freq) == 0:
+            return np.zeros(n, np.float32)
+        # Praat's frames sit half a hop off our grid: resample onto frame times i * 10 ms, linearly
+        # between two voiced frames, else the nearest frame's value (0 = unvoiced), 0 outside.
+        pos = (np.arange(n) * HOP / SAMPLE_RATE - pitch.xs()[0]) / pitch.time_step
+        lo = np.clip(np.floor(pos).astype(np.int64), 0, len(freq) - 1)
+        hi = np.clip(lo + 1, 0, len(freq) - 1)
+        near = np.clip(np.rint(pos).astype(np.int64), 0, len(freq) - 1)
+        w = np.clip(pos - lo, 0.0, 1.0)
+        both = (freq[lo] > 0) & (freq[hi] > 0)
+        out = np.where(both, (1 - w) * freq[lo] + w * freq[hi], freq[near])
+        out[(pos < -0.5) | (pos > len(freq) - 0.5)] = 0.0
         return out
 
     def _harvest(self, x: np.ndarray, n: int) -> np.ndarray:

@@ -1,0 +1,100 @@
+"""Pitch extractors: every CPU method on signals with known pitch (real shipped crepe/fcpe weights)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.f0_accuracy import make_signal, score
+from infer.lib.errors import UserInputError
+from infer.lib.f0 import F0_METHODS, F0Extractor, F0Settings, coarse_f0, default_n_frames
+
+SECONDS = 1.0
+
+
+@pytest.fixture(scope="module")
+def signals():
+    return [make_signal("vibrato", SECONDS), make_signal("glide", SECONDS)]
+
+
+def test_methods_list() -> None:
+    assert F0_METHODS == ("pm", "harvest", "dio", "crepe", "fcpe", "rmvpe", "rmvpe_gpu")
+
+
+def test_coarse_f0_reference_formula() -> None:
+    f0 = np.array([0.0, 30.0, 50.0, 100.0, 440.0, 1100.0, 2000.0])
+    mel = 1127 * np.log(1 + f0 / 700)
+    lo, hi = 1127 * np.log(1 + 50 / 700), 1127 * np.log(1 + 1100 / 700)
+    expected = np.where(mel > 0, (mel - lo) * 254 / (hi - lo) + 1, mel)
+    expected = np.rint(np.clip(expected, 1, 255)).astype(int)
+    got = coarse_f0(f0)
+    assert got.dtype == np.int64 and got.tolist() == expected.tolist()
+    assert got[0] == got[1] == got[2] == 1 and got[-2] == got[-1] == 255
+    assert np.all(np.diff(coarse_f0(np.geomspace(50, 1100, 500))) >= 0)
+
+
+@pytest.mark.parametrize(
+    "method,settings",
+    [("pm", {}), ("harvest", {}), ("dio", {}), ("crepe", {}), ("crepe", {"crepe_model": "tiny"}), ("fcpe", {})],
+    ids=["pm", "harvest", "dio", "crepe-full", "crepe-tiny", "fcpe"],
+)
+def test_pitch_accuracy_on_clean_tones(method: str, settings: dict, signals) -> None:
+    ex = F0Extractor(method, **settings)
+    if method == "crepe" and not settings:
+        signals = signals[:1]  # the full crepe model is slow on CPU: one clean second is enough
+    for sig in signals:
+        f0 = ex.compute(sig.audio)
+        assert f0.dtype == np.float32 and f0.shape == (default_n_frames(len(sig.audio)),) == sig.f0.shape
+        s = score(f0, sig.f0)
+        assert s["rpa"] >= 0.9, (method, sig.name, s)
+        assert s["vr"] >= 0.9, (method, sig.name, s)
+
+
+@pytest.mark.parametrize("method", ["pm", "harvest", "fcpe"])
+def test_silence_gaps_are_unvoiced(method: str) -> None:
+    sig = make_signal("vibrato", 2.0, gaps=True)
+    s = score(F0Extractor(method).compute(sig.audio), sig.f0)
+    assert s["rpa"] >= 0.9 and s["vfa"] <= 0.1, s
+
+
+def test_n_frames_cuts_or_pads(signals) -> None:
+    ex = F0Extractor("dio")
+    x = signals[0].audio
+    full = ex.compute(x)
+    assert np.array_equal(ex.compute(x, n_frames=50), full[:50])
+    longer = ex.compute(x, n_frames=len(full) + 7)
+    assert np.array_equal(longer[: len(full)], full) and not longer[len(full) :].any()
+    assert ex.compute(np.zeros(0, np.float32)).shape == (1,)
+
+
+def test_bad_settings_are_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(UserInputError, match="unknown f0 method"):
+        F0Extractor("yin")
+    with pytest.raises(UserInputError, match="crepe_model"):
+        F0Settings("crepe", crepe_model="large")
+    with pytest.raises(UserInputError, match="RMVPE weights not found"):
+        F0Extractor("rmvpe", rmvpe_path=str(tmp_path / "nope.pt"))
+    if not torch.cuda.is_available():
+        with pytest.raises(UserInputError, match="CUDA"):
+            F0Extractor("rmvpe_gpu", rmvpe_path=str(tmp_path / "nope.pt"))
+
+
+def test_rmvpe_method_reproduces_reference(reference_dir: Path, tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("deterministic_weights", reference_dir / "deterministic_weights.py")
+    assert spec is not None and spec.loader is not None
+    dw = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dw)
+    shapes = json.loads((reference_dir / "rvc_state_dicts.json").read_text())["RMVPE"]["state_dict"]
+    path = tmp_path / "rmvpe.pt"
+    torch.save(dw.deterministic_state_dict(shapes), path)
+    ex = F0Extractor("rmvpe", rmvpe_path=str(path))
+    audio = np.load(reference_dir / "rmvpe" / "input_16k.npy")
+    np.testing.assert_allclose(
+        ex.compute(audio), np.load(reference_dir / "rmvpe" / "rmvpe_expected_f0.npy"), rtol=1e-5, atol=1e-3
+    )
+    assert ex.settings.cache_settings()["weights"]  # keyed by the weights' content hash
