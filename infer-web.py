@@ -20,6 +20,7 @@ import argparse
 import logging
 import os
 import queue
+import re
 import shutil
 import tempfile
 import threading
@@ -36,6 +37,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 AUDIO_UPLOAD_TYPES = [".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac", ".opus", ".webm", ".mp4", ".mkv", ".zip"]
 LOG_LINES = 400
+PIPELINE_STAGE_RE = re.compile(r"== stage (\w+) ==$")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -125,9 +127,13 @@ class TrainService:
         def drain() -> str:
             while True:
                 try:
-                    lines.append(q.get_nowait())
+                    line = q.get_nowait()
                 except queue.Empty:
                     break
+                lines.append(line)
+                m = PIPELINE_STAGE_RE.search(line)
+                if m:
+                    state["stage"] = f"{state['stage'].split(' / ')[0]} / {m.group(1)}"
             del lines[:-LOG_LINES]
             return "\n".join(lines)
 
@@ -329,7 +335,7 @@ def build_ui() -> Any:
                         epoch = gr.Number(
                             value=10, minimum=1, maximum=MAX_EPOCHS, precision=0, label="Epochs", elem_id="train-epoch"
                         )
-                        batch_size = gr.Textbox(value="7", label="Batch size (number or 'auto')")
+                        batch_size = gr.Textbox(value="7", label="Batch size (number or 'auto')", elem_id="train-batch")
                         save_every = gr.Number(
                             value=50, minimum=1, maximum=MAX_EPOCHS, precision=0, label="Save every N epochs"
                         )

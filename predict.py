@@ -18,7 +18,6 @@ Environment (all optional):
 
 import contextlib
 import dataclasses
-import logging
 import os
 import pathlib
 import re
@@ -321,7 +320,7 @@ class _Stages:
         log.info("[stage %d/%d] %s done in %.1fs", i, len(self.names), name, self.times[name])
 
 
-STAGES = ["check inputs", "collect audio", "fetch weights", "clean audio", "train", "package"]
+STAGES = ["check inputs", "collect audio", "fetch weights", "train", "package"]
 
 
 def tiny_test_config(version: str, sample_rate: str) -> Any:
@@ -365,16 +364,13 @@ class Predictor(BasePredictor):
         log.info("setup done: device %s, jobs under %s", self.device, self.files.base)
 
     def _setup_shared(self) -> None:
-        """Fetch (if needed) and load HuBERT and RMVPE, and the enhancer when its weights are present."""
-        from infer.lib.weights import WeightDownloader, WeightsSettings
+        """Fetch the base weights when they are not baked in (HuBERT, RMVPE, the default pretrained pair;
+        never more), check that HuBERT and RMVPE load, and load the enhancer once when its weights exist."""
+        from infer.lib.weights import WeightDownloader, WeightsSettings, base_weights
 
-        settings = WeightsSettings.from_env()
-        self.weights_settings = settings
-        base = ["hubert/hubert_base.pt", "rmvpe/rmvpe.pt"]
-        paths = WeightDownloader(settings).fetch(base)
-        self.shared["hubert_path"] = paths["hubert/hubert_base.pt"]
-        self.shared["rmvpe_path"] = paths["rmvpe/rmvpe.pt"]
-        self.shared.update(_load_shared_models(self.shared, self.device, settings))
+        self.weights_settings = WeightsSettings.from_env()
+        paths = WeightDownloader(self.weights_settings).fetch(base_weights())
+        self.shared.update(_load_shared_models(paths, self.device, self.weights_settings))
 
     def predict(
         self,
@@ -507,31 +503,99 @@ def _fit_to_device(request: TrainRequest, device: Any) -> TrainRequest:
     return request
 
 
-def _load_shared_models(shared: dict[str, Any], device: Any, settings: Any) -> dict[str, Any]:
-    """Load HuBERT, RMVPE and (when its weights are present) the enhancer into memory, once."""
+def _load_shared_models(paths: dict[str, pathlib.Path], device: Any, settings: Any) -> dict[str, Any]:
+    """Check that HuBERT and RMVPE load (a broken or stand-in file is reported at boot, not mid-job), and
+    load the process's one MossFormer2 enhancer when its weights are present (the pipeline reuses that
+    instance through `get_enhancer`). The extraction stages take HuBERT/RMVPE by path and load them
+    themselves, so the copies loaded here (on the CPU) are released instead of being kept twice."""
     from infer.lib.hubert import load_hubert
-
     from infer.lib.rmvpe import load_rmvpe
+    from infer.lib.weights import HUBERT, MOSSFORMER2, RMVPE, WeightDownloader
 
-    out: dict[str, Any] = {
-        "hubert": load_hubert(shared["hubert_path"], device),
-        "rmvpe": load_rmvpe(shared["rmvpe_path"], device),
-    }
-    enh_dir = pathlib.Path(settings.weights_dir) / "mossformer2" / "MossFormer2_SE_48K"
-    if enh_dir.is_dir() and any(enh_dir.iterdir()):
-        from infer.lib.enhance import AudioEnhancer
+    out: dict[str, Any] = {"weights": dict(paths)}
+    t0 = time.monotonic()
+    hubert = load_hubert(paths[HUBERT], "cpu")
+    rmvpe = load_rmvpe(paths[RMVPE], "cpu")
+    log.info("HuBERT and RMVPE checked (they load) in %.1fs", time.monotonic() - t0)
+    del hubert, rmvpe
+    wd = WeightDownloader(settings)
+    if not wd.missing([MOSSFORMER2]):
+        from infer.lib.enhance import get_enhancer
 
-        out["enhancer"] = AudioEnhancer(enh_dir, device=device)
+        out["enhancer"] = get_enhancer(wd.path(MOSSFORMER2), str(device))
+        log.info("MossFormer2 enhancer loaded")
     else:
-        log.info("enhancer weights not present in %s: fetched on the first job that asks for enhancement", enh_dir)
+        log.info("MossFormer2 weights not in %s: fetched by the first job that asks for enhancement", wd.weights_dir)
     return out
 
 
 def _run_job(predictor: Predictor, request: TrainRequest, stages: _Stages) -> pathlib.Path:
-    """The pipeline proper (wired to the modules of issues 5-8)."""
-    raise NotImplementedError("pipeline wiring pending")
+    """The pipeline proper: audio in (WavDownloader, dataset zip), weights, TrainModules, the zip."""
+    import secrets
 
+    from infer.lib.weights import WeightDownloader
+    from infer.modules.train.pipeline import TrainModules, TrainOptions
+    from infer.modules.train.preprocess import collect_inputs
 
-def _setup_logging_once() -> None:
-    if not logging.getLogger("rvc").handlers:
-        setup_logging()
+    files = predictor.files
+    seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+    options = TrainOptions(
+        experiment_name=request.experiment_name,
+        version=request.version,
+        sample_rate=request.sample_rate,
+        use_f0=True,
+        f0method=request.f0method,
+        epochs=request.epochs,
+        batch_size=request.batch_size,
+        save_every_epoch=request.save_every_epoch,
+        enhance_audio=request.enhance_audio,
+        trim_silence=request.trim_silence,
+        seed=seed,
+        resume_from=str(request.resume_from) if request.resume_from else None,
+        include_checkpoints=request.include_checkpoints,
+        # the tiny test network cannot start from the published pretrained G/D (other shapes)
+        from_scratch=_tiny_mode(),
+    )
+    config = tiny_test_config(request.version, request.sample_rate) if _tiny_mode() else None
+    if config is not None:
+        log.warning("%s=1: training the TEST-ONLY tiny network from scratch; the model will not be usable", TINY_ENV)
+    modules = TrainModules(
+        options,
+        files.exp_dir,
+        config=config,
+        weights_settings=predictor.weights_settings,
+    )
+    modules.check_resume()  # a wrong resume_from fails here, before any download
+    log.info("seed %d", seed)
+
+    with stages.stage("collect audio"):
+        audio = collect_inputs(list(request.wav_urls), request.dataset, files.inputs_dir)
+        log.info("%d audio file(s) collected", len(audio))
+
+    with stages.stage("fetch weights"):
+        names = modules.required_weights()
+        paths = WeightDownloader(predictor.weights_settings).fetch(names)
+        modules = TrainModules(
+            options,
+            files.exp_dir,
+            weight_paths=paths,
+            config=config,
+            weights_settings=predictor.weights_settings,
+        )
+
+    with stages.stage("train"):
+        archive = files.output_archive(request.experiment_name)
+        result = modules.run(audio, archive)
+
+    with stages.stage("package"):
+        zip_path = pathlib.Path(result.zip_path or archive)
+        with zipfile.ZipFile(zip_path) as zf:
+            names_in = zf.namelist()
+        if f"{request.experiment_name}.pth" not in names_in:
+            raise RuntimeError(f"the model zip lacks {request.experiment_name}.pth: {names_in}")
+        if modules.standin:
+            from infer.lib.standin import warn_standin
+
+            warn_standin("this model", "trained from stand-in weights: " + ", ".join(modules.standin))
+        log.info("model zip: %s (%.1f MB): %s", zip_path.name, zip_path.stat().st_size / 2**20, ", ".join(names_in))
+    return zip_path

@@ -51,7 +51,8 @@ def product_env(weights_dir: Path, jobs_dir: Path, **extra: str) -> dict[str, st
         RVC_OFFLINE="1",
         RVC_TEST_TINY_MODEL="1",
         RVC_JOBS_DIR=str(jobs_dir),
-        RVC_CACHE_DIR=str(jobs_dir / "cache"),
+        # the extraction cache is shared by every job of the session (same audio -> features computed once)
+        RVC_CACHE_DIR=str(weights_dir.parent / "rvc-extract-cache"),
         GRADIO_ANALYTICS_ENABLED="False",
         HF_HUB_OFFLINE="1",
         OMP_NUM_THREADS="2",

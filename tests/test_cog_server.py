@@ -30,8 +30,8 @@ JOB = {
     "sample_rate": "40k",
     "version": "v2",
     "f0method": "pm",
-    "epoch": 2,
-    "batch_size": "2",
+    "epoch": 1,
+    "batch_size": "8",  # one step per epoch: the full-size discriminator is slow on CPU
     "enhance_audio": False,
     "trim_silence": True,
     "experiment_name": "joe",
@@ -41,12 +41,12 @@ JOB = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, joe_1min):
-    weights = make_standin_weights(tmp_path_factory.mktemp("weights"))
+    weights = make_standin_weights(tmp_path_factory.getbasetemp() / "standin-v2-40k")
     jobs = tmp_path_factory.mktemp("jobs")
     log = tmp_path_factory.mktemp("logs") / "cog.log"
     with LocalHTTPServer() as audio, cog_server(product_env(weights, jobs), log) as (base, pid):
         urls = []
-        for wav in sorted(joe_1min.glob("*.wav"))[:2]:
+        for wav in [joe_1min / "joe_001.wav"]:  # 13 s of speech: enough to train, quick to extract
             audio.add(f"/{wav.name}", body=wav.read_bytes(), content_type="audio/wav")
             urls.append(audio.url(f"/{wav.name}"))
         yield {"base": base, "urls": urls, "jobs": jobs, "log": log, "pid": pid, "procs": len(descendants(pid))}
@@ -121,7 +121,7 @@ def test_train_over_http_returns_a_loadable_model_and_index(server, tmp_path):
         assert f"] {stage}" in logs, stage
     assert "stand-in" in logs.lower()  # the loud warning reaches the prediction log
     # the job folder's large intermediates are gone; only the returned archive may remain
-    leftovers = [p for p in server["jobs"].rglob("*") if p.is_file() and "cache" not in p.parts]
+    leftovers = [p for p in server["jobs"].rglob("*") if p.is_file()]
     assert all(p.suffix == ".zip" for p in leftovers), leftovers
     print(f"tiny training job over HTTP: {took:.1f}s")
 
