@@ -48,12 +48,14 @@ def test_features_match_one_by_one(
     tmp_path: Path, speech16k: np.ndarray, tiny_hubert: HubertModel, version: str
 ) -> None:
     exp = ExperimentLayout(tmp_path / "exp", version)
-    names = _make_segments(exp, speech16k, [SEG, SEG, SEG, 41000, SEG, 16000])
+    names = _make_segments(exp, speech16k, [SEG, SEG, SEG, 41000, SEG, 16000, 50000, 46000])
     report = extract_features(exp, tiny_hubert, None, ArrayCache(None))
     assert isinstance(report, FeatureReport)
-    assert (report.n_files, report.n_extracted, report.n_cached) == (6, 6, 0)
+    assert (report.n_files, report.n_extracted, report.n_cached) == (8, 8, 0)
     assert report.nan_files == () and report.failed == ()
-    assert report.n_forward_passes == 3  # the four 3.7 s segments in one pass, the other two alone
+    # one padded pass for the four 3.7 s segments with 50000 and 46000 (>= 0.75 of the longest);
+    # 41000 (< 0.75 * 59200) starts a pass, 16000 (< 0.75 * 41000) another
+    assert report.n_forward_passes == 3
     assert report.dim == (16 if version == "v1" else 32) and report.dtype == "float32"
     for name in names:
         feats = np.load(exp.feature_file(name))

@@ -142,6 +142,21 @@ class Fp32GroupNorm(nn.GroupNorm):
         return F.group_norm(x.float(), self.num_groups, w, b, self.eps).type_as(x)
 
 
+def _masked_channel_norm(x: torch.Tensor, valid: torch.Tensor, norm: Fp32GroupNorm) -> torch.Tensor:
+    """Per-channel GroupNorm (groups == channels) of x [B, C, L] over each row's first `valid[b]` frames."""
+    if norm.num_groups != norm.num_channels:
+        raise NotImplementedError("masked GroupNorm needs one group per channel (fairseq's layout)")
+    xf = x.float()
+    mask = (torch.arange(x.shape[2], device=x.device)[None, :] < valid[:, None]).to(xf.dtype)[:, None, :]
+    count = valid.to(xf.dtype).clamp(min=1)[:, None, None]
+    mean = (xf * mask).sum(-1, keepdim=True) / count
+    var = (((xf - mean) * mask) ** 2).sum(-1, keepdim=True) / count
+    y = (xf - mean) * torch.rsqrt(var + norm.eps)
+    if norm.affine:
+        y = y * norm.weight.float()[None, :, None] + norm.bias.float()[None, :, None]
+    return y.type_as(x)
+
+
 class _TransposeLast(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.transpose(-2, -1)
@@ -176,11 +191,25 @@ class FeatureExtractor(nn.Module):
             in_dim = dim
         self.specs = cfg.conv_layers
 
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, T] -> [B, conv_dim, frames]. With `lengths` [B] (valid samples per row), the GroupNorm of
+        layer 0 takes each row's statistics over its valid frames only, so every row's valid output
+        frames equal those of the row run alone; frames past a row's `num_frames(length)` are garbage."""
         x = wav.unsqueeze(1)
-        for block in self.conv_layers:
-            x = block(x)
+        for i, block in enumerate(self.conv_layers):
+            norm = block[2] if len(block) == 4 else None
+            if lengths is not None and isinstance(norm, Fp32GroupNorm):
+                valid = self.num_frames_after(lengths, i + 1)
+                x = block[3](_masked_channel_norm(block[0](x), valid, norm))
+            else:
+                x = block(x)
         return x
+
+    def num_frames_after(self, num_samples: torch.Tensor, n_layers: int) -> torch.Tensor:
+        n = num_samples
+        for _, k, s in self.specs[:n_layers]:
+            n = torch.div(n - k, s, rounding_mode="floor") + 1
+        return n
 
     def num_frames(self, num_samples: int | torch.Tensor) -> Any:
         """Output frames for `num_samples` input samples (0 when too short)."""
@@ -378,6 +407,49 @@ class HubertModel(nn.Module):
         if self.post_extract_proj is not None:
             feats = self.post_extract_proj(feats)
         return self.encoder(feats, frame_pad, output_layer)
+
+    def forward_padded(self, wav: torch.Tensor, lengths: torch.Tensor, output_layer: int) -> torch.Tensor:
+        """Like `forward_layers` for rows of different lengths, padded at the end: [B, frames, embed_dim].
+
+        Unlike fairseq's padding mask (which leaves the first conv layer's GroupNorm statistics to include
+        the padding), each row's valid frames here equal those of the row run alone (to float rounding):
+        the GroupNorm is masked, padded frames are zeroed before the positional convolution (whose zero
+        padding they then match) and never attended to.
+        """
+        if not 1 <= output_layer <= self.cfg.layers:
+            raise ValueError(f"output_layer must be in 1..{self.cfg.layers}, got {output_layer}")
+        lengths = lengths.to(wav.device)
+        feats = self.layer_norm(self.feature_extractor(wav, lengths).transpose(1, 2))
+        n = self.feature_extractor.num_frames(lengths)
+        frame_pad = torch.arange(feats.shape[1], device=wav.device)[None, :] >= n[:, None]
+        if self.post_extract_proj is not None:
+            feats = self.post_extract_proj(feats)
+        return self.encoder(feats, frame_pad, output_layer)
+
+    def extract_many(self, wavs: list[torch.Tensor], version: str = "v2") -> list[torch.Tensor]:
+        """Features of several 1-D 16 kHz waveforms in one pass: a list of [frames_i, 256|768].
+
+        Each result equals `extract(wav[None])[0]` of that waveform alone (to float rounding), whatever
+        the other lengths; equal lengths need no padding at all.
+        """
+        if version not in OUTPUT_LAYERS:
+            raise ValueError(f"version must be 'v1' or 'v2', got {version!r}")
+        lengths = torch.tensor([int(w.shape[-1]) for w in wavs])
+        if int(lengths.min()) == int(lengths.max()):
+            out = self.extract(torch.stack([w.reshape(-1) for w in wavs]), None, version)
+            return list(out.unbind(0))
+        batch = torch.zeros(len(wavs), int(lengths.max()), dtype=torch.float32)
+        for i, w in enumerate(wavs):
+            batch[i, : w.shape[-1]] = w.reshape(-1).float()
+        batch = batch.to(self.device)
+        if self.cfg.normalize:
+            pad = torch.arange(batch.shape[1])[None, :] >= lengths[:, None]
+            batch = _normalize_rows(batch, pad.to(self.device))
+        x = self.forward_padded(batch.to(self.dtype), lengths, OUTPUT_LAYERS[version])
+        if version == "v1":
+            x = self.final_proj(x)
+        n = self.feature_extractor.num_frames(lengths)
+        return [x[i, : int(n[i])] for i in range(len(wavs))]
 
     def extract(
         self, wav16k: torch.Tensor, padding_mask: torch.Tensor | None = None, version: str = "v2"

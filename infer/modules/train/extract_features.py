@@ -9,16 +9,16 @@ waveform layer-normalised only when the checkpoint's `task.normalize` says so; h
 Features with NaN are not written (as the reference, which cannot train on them); unlike the reference
 they are listed in the report and logged as errors, and a stale file of that name is removed.
 
-Speed: the model is loaded once; segments of equal length (preprocess makes most of them exactly
-3.7 s) run together in one forward pass without padding, so each row's numbers are those of a pass
-on its own (to float rounding); other lengths run one at a time. fp16 on CUDA, fp32 on CPU. Results
-are cached by (file content, weights, version, dtype) in `cache`, so a re-run extracts nothing.
+Speed: the model is loaded once; segments of similar length run together in one forward pass
+(`HubertModel.extract_many`: equal lengths, which preprocess makes of most segments, need no padding;
+otherwise the padding is masked everywhere, the first conv layer's GroupNorm included), so each
+segment's numbers are those of a pass on its own, to float rounding. fp16 on CUDA, fp32 on CPU.
+Results are cached by (file content, weights, version, dtype) in `cache`, so a re-run extracts nothing.
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,16 +107,19 @@ def _weights_id(model: HubertModel) -> str:
     return h.hexdigest()
 
 
-def _batches(lengths: dict[Path, int], max_samples: int) -> list[list[Path]]:
-    """Group paths of equal length (no padding ever), each group cut to at most `max_samples` in total."""
-    by_len: dict[int, list[Path]] = defaultdict(list)
-    for p, n in lengths.items():
-        by_len[n].append(p)
+def _batches(lengths: dict[Path, int], max_samples: int, min_fill: float = 0.75) -> list[list[Path]]:
+    """Group paths by length, longest first: a batch holds at most `max_samples` padded samples and only
+    segments at least `min_fill` of its longest (little padding); equal lengths need none."""
+    order = sorted(lengths, key=lambda p: (-lengths[p], p.name))
     out: list[list[Path]] = []
-    for n in sorted(by_len, reverse=True):
-        per = max(1, max_samples // max(n, 1))
-        group = sorted(by_len[n])
-        out.extend(group[i : i + per] for i in range(0, len(group), per))
+    for p in order:
+        if out:
+            batch = out[-1]
+            longest = lengths[batch[0]]
+            if (len(batch) + 1) * longest <= max_samples and lengths[p] >= min_fill * longest:
+                batch.append(p)
+                continue
+        out.append([p])
     return out
 
 
@@ -203,9 +206,9 @@ def extract_features(
     def run(group: list[Path]) -> list[tuple[Path, np.ndarray]]:
         nonlocal n_passes
         n_passes += 1
-        wav = torch.from_numpy(np.stack([read_wav16k(p) for p in group]))
+        wavs = [torch.from_numpy(read_wav16k(p)) for p in group]
         with torch.inference_mode():
-            feats = model.extract(wav, None, version).float().cpu().numpy()
+            feats = [f.float().cpu().numpy() for f in model.extract_many(wavs, version)]
         return list(zip(group, feats))
 
     for group in progress(batches, f"features {version}", unit="batch", logger=_log):
