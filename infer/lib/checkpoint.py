@@ -21,6 +21,7 @@ import hashlib
 import math
 import os
 import pickle
+import re
 import zlib
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -80,9 +81,16 @@ def _load_file(path: PathLike, what: str) -> Any:
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        detail = found.group(1) if found else None
+        if detail is None:
+            raise UserInputError(
+                f"{p.name} cannot be read as a PyTorch file ({what}); it may be truncated, an error page "
+                "saved by a download, or not a .pth at all"
+            ) from None
         raise UserInputError(
             f"{p.name} is not a plain PyTorch weights file ({what}): it contains pickled objects that are not "
-            f"tensors or plain data, which we refuse to load for safety ({str(e).splitlines()[0][:160]})"
+            f"tensors or plain data (e.g. {detail}), which we refuse to load for safety"
         ) from None
     except (RuntimeError, EOFError, ValueError, OSError, zlib.error) as e:
         raise UserInputError(
@@ -375,7 +383,11 @@ def export_small_model(
     with torch.device("meta"):
         expected = _state_shapes(build_generator(cfg, use_f0))
     _check_shapes(
-        expected, sd, "generator state dict", f"Export needs the {cfg.version} {cfg.sample_rate} generator weights."
+        expected,
+        sd,
+        "generator state dict",
+        f"Export needs the {cfg.version} {cfg.sample_rate} generator weights.",
+        ignore_missing="enc_q.",
     )
     weight = OrderedDict(
         (k, v.detach().to(device="cpu", dtype=torch.float16).contiguous())
