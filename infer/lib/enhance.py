@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 import zlib
 from argparse import Namespace
 from pathlib import Path
@@ -164,7 +165,9 @@ class AudioEnhancer:
         n = x.shape[0]
         if n < _MIN_SAMPLES:
             x = np.pad(x, (0, _MIN_SAMPLES - n))
-        with torch.inference_mode():
+        with torch.inference_mode(), warnings.catch_warnings():
+            # clearvoice's iSTFT pads the last frame and says so on every call
+            warnings.filterwarnings("ignore", message="The length of signal is shorter", category=UserWarning)
             y = decode_one_audio_mossformer2_se_48k(
                 self.model, torch.device(self.device), x[None, :].astype(np.float32), self._args
             )

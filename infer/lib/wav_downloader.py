@@ -100,7 +100,7 @@ class _DownloadFailed(Exception):
 
 def short_url(url: str, limit: int = 120) -> str:
     """`url` for messages: data: URIs cut to their header, long URLs shortened."""
-    if url.startswith("data:"):
+    if url[:5].lower() == "data:":
         head = url.split(",", 1)[0]
         return f"{head[:60]},... ({len(url)} chars)"
     return url if len(url) <= limit else url[: limit - 3] + "..."
@@ -108,7 +108,7 @@ def short_url(url: str, limit: int = 120) -> str:
 
 def safe_stem(url: str, limit: int = 60) -> str:
     """A file-name stem from the URL's last path segment: only `[A-Za-z0-9._-]`, never empty or hidden."""
-    if url.startswith("data:"):
+    if url[:5].lower() == "data:":
         return "data"
     path = urllib.parse.urlsplit(url).path
     name = re.split(r"[/\\]", urllib.parse.unquote(path.rsplit("/", 1)[-1]))[-1]
@@ -135,7 +135,7 @@ class WavDownloader:
             raise UserInputError(f"too many URLs ({len(cleaned)}); the limit is {self.settings.max_urls}")
         bad = []
         for u in cleaned:
-            scheme = urllib.parse.urlsplit(u).scheme.lower() if not u.startswith("data:") else "data"
+            scheme = urllib.parse.urlsplit(u).scheme.lower() if not u[:5].lower() == "data:" else "data"
             if scheme not in ("http", "https", "data"):
                 bad.append(
                     f"  {short_url(u)}: scheme {scheme + '://' if scheme else '(none)'} is not accepted; "
@@ -199,7 +199,7 @@ class WavDownloader:
         dst = out_dir / f"{index:0{width}d}_{safe_stem(url)}.wav"
         attempts = 0
         try:
-            if url.startswith("data:"):
+            if url[:5].lower() == "data:":
                 attempts = 1
                 nbytes = self._data_uri(url, raw)
             else:

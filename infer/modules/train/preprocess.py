@@ -127,6 +127,7 @@ class _Task:
     wav16_dir: str
     info: dict
     slicer: SlicerParams
+    source_clipped: float | None = None  # measured before enhancement (the worker sees enhanced audio)
 
 
 def _dbfs(x: np.ndarray) -> float:
@@ -196,7 +197,7 @@ def _process_file(task: _Task) -> FileReport:
                           info.get("codec", "?"), 0.0, -200.0, 0.0, True, 0.0, 0, 0, 0, 0.0, str(e))  # fmt: skip
     duration = audio.shape[0] / task.sr
     peak = float(np.abs(audio).max())
-    clipped = clipped_fraction(audio)
+    clipped = clipped_fraction(audio) if task.source_clipped is None else task.source_clipped
     level = _dbfs(audio)
     silent = bool(level < SILENT_DBFS)
     trimmed_s = 0.0
@@ -298,17 +299,20 @@ def preprocess(
     tmp_dir: str | None = None
     try:
         paths = [str(f) for f in files]
+        source_clipped: list[float | None] = [None] * len(files)
         if enhancer is not None:
             import soundfile as sf
 
             tmp_dir = tempfile.mkdtemp(prefix=".enhance-", dir=exp.root)
             for i, f in enumerate(progress(files, "enhancing audio", unit="file", logger=_log)):
-                audio = enhancer.enhance(load_audio(f, sr), sr)
+                audio = load_audio(f, sr)
+                source_clipped[i] = clipped_fraction(audio)
+                audio = enhancer.enhance(audio, sr)
                 out = Path(tmp_dir) / f"{i}.wav"
                 sf.write(str(out), audio, sr, subtype="FLOAT")
                 paths[i] = str(out)
         tasks = [
-            _Task(i, f.name, paths[i], sr, per, trim_silence, trim_top_db, str(exp.gt_wavs_dir), str(exp.wavs16k_dir), infos[i], slicer)
+            _Task(i, f.name, paths[i], sr, per, trim_silence, trim_top_db, str(exp.gt_wavs_dir), str(exp.wavs16k_dir), infos[i], slicer, source_clipped[i])
             for i, f in enumerate(files)
         ]  # fmt: skip
         if n_workers == 1:
