@@ -167,7 +167,7 @@ def entry(server: FileServer, name: str, data: bytes, *, known: bool = True, **k
 
 
 def settings(tmp_path: Path, **kw: object) -> WeightsSettings:
-    base = {"weights_dir": tmp_path / "w", "backoff_s": 0.01, "timeout_s": 5.0, "retries": 3}
+    base = {"weights_dir": tmp_path / "w", "backoff_s": 0.01, "timeout_s": 5.0, "retries": 3, "lock_timeout_s": 10.0}
     base.update(kw)
     return WeightsSettings(**base)  # type: ignore[arg-type]
 
@@ -522,3 +522,24 @@ def test_cli_selection() -> None:
     ]
     with pytest.raises(SystemExit):
         download_weights.selected_names(parse([]))
+
+
+def test_two_processes_sharing_the_cache(server: FileServer, tmp_path: Path, repo_root: Path) -> None:
+    import subprocess
+    import sys
+
+    name = "pretrained/f0G32k.pth"  # no published checksum, so the real manifest accepts test bytes
+    data = payload(300_000, 17)
+    server.files[f"/m/{name}"] = Served(data, delay_s=2.0)  # long enough for both to be running
+    cmd = [sys.executable, "-m", "tools.download_weights", "--names", name]
+    cmd += ["--weights-dir", str(tmp_path / "w"), "--base-url", f"{server.url}/m"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RVC_")}
+    procs = [
+        subprocess.Popen(cmd, cwd=repo_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=60)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert (tmp_path / "w" / name).read_bytes() == data
+    assert len(server.requests_for(f"/m/{name}")) == 1, outs
+    assert sum("another job is fetching it" in o for o in outs) == 1, outs  # one waited on the lock

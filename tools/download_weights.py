@@ -2,7 +2,7 @@
 
     python -m tools.download_weights --base                         # what predict.py's setup() needs
     python -m tools.download_weights --version v2 --sample-rate 40k --f0 --f0-method rmvpe --enhance
-    python -m tools.download_weights --all                          # every published file (~3.5 GB)
+    python -m tools.download_weights --all                          # every published file (about 3 GB)
     python -m tools.download_weights --names hubert/hubert_base.pt pretrained_v2/f0G40k.pth
     python -m tools.download_weights --list                         # the manifest, nothing fetched
     python -m tools.download_weights --check --base                 # verify what is there, no network

@@ -599,27 +599,34 @@ class WeightDownloader:
         if _problem(dest, expect) is None:  # the common case: no lock needed (works on read-only folders)
             return dest
         dest.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(_hidden(dest, ".lock")), timeout=self.settings.lock_timeout_s, thread_local=False)
+        lock = FileLock(str(_hidden(dest, ".lock")), thread_local=False)
         try:
-            with lock:
-                problem = _problem(dest, expect)  # again: another job may have fetched it meanwhile
-                if problem is None:
-                    return dest
-                if name in self._standin:
-                    raise WeightsError(
-                        f"{name}: stand-in file in {self.weights_dir} is {problem}; "
-                        "write it again with `python -m tools.make_standin_weights`"
-                    )
-                if problem != "missing":
-                    _log.warning("%s: cached file is %s: fetching it again", name, problem)
-                    self._salvage(dest, expect)
-                self._download(name, dest, expect)
+            lock.acquire(timeout=0)
+        except Timeout:
+            _log.info("%s: another job is fetching it; waiting for it to finish", name)
+            try:
+                lock.acquire(timeout=self.settings.lock_timeout_s)
+            except Timeout as e:
+                raise WeightsError(
+                    f"{name}: another job has held {lock.lock_file} for {self.settings.lock_timeout_s:.0f}s; "
+                    "if no other job is running, delete that lock file"
+                ) from e
+        try:
+            problem = _problem(dest, expect)  # again: another job may have fetched it meanwhile
+            if problem is None:
                 return dest
-        except Timeout as e:
-            raise WeightsError(
-                f"{name}: another job has held {lock.lock_file} for {self.settings.lock_timeout_s:.0f}s; "
-                "if no other job is running, delete that lock file"
-            ) from e
+            if name in self._standin:
+                raise WeightsError(
+                    f"{name}: stand-in file in {self.weights_dir} is {problem}; "
+                    "write it again with `python -m tools.make_standin_weights`"
+                )
+            if problem != "missing":
+                _log.warning("%s: cached file is %s: fetching it again", name, problem)
+                self._salvage(dest, expect)
+            self._download(name, dest, expect)
+            return dest
+        finally:
+            lock.release()
 
     @staticmethod
     def _salvage(dest: Path, expect: _Expect) -> None:
