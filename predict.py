@@ -340,7 +340,8 @@ def tiny_test_config(version: str, sample_rate: str) -> Any:
         upsample_initial_channel=32,
         gin_channels=16,
     )
-    train = dataclasses.replace(cfg.train, log_interval=1)
+    # half-length training slices: the (full-size) discriminator's cost follows the slice length
+    train = dataclasses.replace(cfg.train, log_interval=1, segment_size=cfg.data.hop_length * 16)
     return dataclasses.replace(cfg, model=model, train=train)
 
 
@@ -504,20 +505,21 @@ def _fit_to_device(request: TrainRequest, device: Any) -> TrainRequest:
 
 
 def _load_shared_models(paths: dict[str, pathlib.Path], device: Any, settings: Any) -> dict[str, Any]:
-    """Check that HuBERT and RMVPE load (a broken or stand-in file is reported at boot, not mid-job), and
+    """Load HuBERT once, on the job device (every job's feature stage uses this instance); check that
+    RMVPE loads (the pitch stage takes it by path and loads its own copy, so this CPU copy is released);
     load the process's one MossFormer2 enhancer when its weights are present (the pipeline reuses that
-    instance through `get_enhancer`). The extraction stages take HuBERT/RMVPE by path and load them
-    themselves, so the copies loaded here (on the CPU) are released instead of being kept twice."""
+    instance through `get_enhancer`). A broken or stand-in file is reported at boot, not mid-job."""
     from infer.lib.hubert import load_hubert
     from infer.lib.rmvpe import load_rmvpe
     from infer.lib.weights import HUBERT, MOSSFORMER2, RMVPE, WeightDownloader
 
     out: dict[str, Any] = {"weights": dict(paths)}
     t0 = time.monotonic()
-    hubert = load_hubert(paths[HUBERT], "cpu")
+    half = getattr(device, "type", str(device)) == "cuda"
+    out["hubert"] = load_hubert(paths[HUBERT], device, half=half)
     rmvpe = load_rmvpe(paths[RMVPE], "cpu")
-    log.info("HuBERT and RMVPE checked (they load) in %.1fs", time.monotonic() - t0)
-    del hubert, rmvpe
+    del rmvpe
+    log.info("HuBERT loaded and RMVPE checked in %.1fs", time.monotonic() - t0)
     wd = WeightDownloader(settings)
     if not wd.missing([MOSSFORMER2]):
         from infer.lib.enhance import get_enhancer
@@ -529,13 +531,31 @@ def _load_shared_models(paths: dict[str, pathlib.Path], device: Any, settings: A
     return out
 
 
+def _train_modules_class(hubert: Any) -> type:
+    """`TrainModules` whose feature stage uses the HuBERT loaded once in `setup()`."""
+    from infer.modules.train.pipeline import TrainModules
+
+    if hubert is None:
+        return TrainModules
+
+    class SharedModelsTrainModules(TrainModules):
+        def _features_on(self, exp: Any) -> Any:
+            from infer.modules.train.extract_features import extract_features
+
+            return extract_features(exp, hubert, self.device, cache=self.cache)
+
+    return SharedModelsTrainModules
+
+
 def _run_job(predictor: Predictor, request: TrainRequest, stages: _Stages) -> pathlib.Path:
     """The pipeline proper: audio in (WavDownloader, dataset zip), weights, TrainModules, the zip."""
     import secrets
 
     from infer.lib.weights import WeightDownloader
-    from infer.modules.train.pipeline import TrainModules, TrainOptions
+    from infer.modules.train.pipeline import TrainOptions
     from infer.modules.train.preprocess import collect_inputs
+
+    TrainModules = _train_modules_class(predictor.shared.get("hubert"))  # noqa: N806
 
     files = predictor.files
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
