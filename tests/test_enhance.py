@@ -74,10 +74,24 @@ def test_module_prefixed_checkpoint_loads(standin_dir, tmp_path):
     ckpt = torch.load(standin_dir / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
     d = tmp_path / "ddp"
     d.mkdir()
-    torch.save({"model": {f"module.{k}": v for k, v in ckpt["model"].items()}, "epoch": 3}, d / "model.ckpt-3-100.pt")
+    # as a DDP training run saves it, from a library version without the computed tables, with an extra key
+    state = {
+        f"module.{k}": v for k, v in ckpt["model"].items() if "rotary_pos_emb.freqs" not in k and "inv_freq" not in k
+    }
+    state["module.extra.step_counter"] = torch.tensor(7)
+    torch.save({"model": state, "epoch": 3}, d / "model.ckpt-3-100.pt")
     (d / POINTER_FILE).write_text("model.ckpt-3-100.pt\n")
     model, standin = load_mossformer2(d)
     assert standin is None  # no marker in this file: treated as real weights
+    fresh = build_mossformer2_se_48k()
+    assert torch.equal(model.mossformer.pos_enc.inv_freq, fresh.mossformer.pos_enc.inv_freq)  # computed, kept
+    # a trained tensor missing is refused
+    del state["module.mossformer.conv1d_encoder.weight"]
+    torch.save({"model": state}, d / "model.ckpt-3-100.pt")
+    with pytest.raises(WeightsError, match="1 trained tensors missing"):
+        load_mossformer2(d)
+    torch.save({"model": {f"module.{k}": v for k, v in ckpt["model"].items()}}, d / "model.ckpt-3-100.pt")
+    model, _ = load_mossformer2(d)
     assert torch.equal(model.mossformer.conv1d_encoder.weight, ckpt["model"]["mossformer.conv1d_encoder.weight"])
 
 

@@ -111,22 +111,34 @@ def load_mossformer2(checkpoint_dir: str | os.PathLike[str], device: str = "cpu"
     standin = pop_standin_marker(state) or standin
     state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
     model = build_mossformer2_se_48k()
-    expected = model.state_dict()
+    expected = model.state_dict(keep_vars=True)
+    # Trained tensors must all come from the file. Computed tables (positional/rotary frequencies: buffers
+    # and frozen parameters) may be absent in files saved with other library versions: then the
+    # network's own values stay. Extra keys in the file are reported and ignored.
+    trained = {k for k, v in expected.items() if isinstance(v, torch.nn.Parameter) and v.requires_grad}
     missing = sorted(set(expected) - set(state))
+    missing_trained = [k for k in missing if k in trained]
     unexpected = sorted(set(state) - set(expected))
     wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or wrong:
+    if missing_trained or wrong:
         raise WeightsError(
-            f"{ckpt_path} does not match MossFormer2_SE_48K: {len(missing)} missing keys {missing[:3]}, "
-            f"{len(unexpected)} unexpected {unexpected[:3]}, {len(wrong)} with wrong shapes {wrong[:3]}"
+            f"{ckpt_path} does not match MossFormer2_SE_48K: {len(missing_trained)} trained tensors missing "
+            f"{missing_trained[:3]}, {len(wrong)} with wrong shapes {wrong[:3]}, {len(unexpected)} unexpected keys "
+            f"{unexpected[:3]}"
         )
-    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    # Prove the file's numbers are in the network: compare the first, a middle and the last parameter.
-    names = [n for n, _ in model.named_parameters()]
-    loaded = dict(model.named_parameters())
-    for n in (names[0], names[len(names) // 2], names[-1]):
-        if not torch.equal(loaded[n].detach(), state[n].float()):
-            raise WeightsError(f"MossFormer2 weights did not load: parameter {n} differs from {ckpt_path}")
+    if missing or unexpected:
+        _log.info(
+            "%s: %d computed table(s) not in the file (kept as computed), %d extra key(s) ignored %s",
+            ckpt_path.name, len(missing), len(unexpected), unexpected[:3],
+        )  # fmt: skip
+    full = {k: v.detach() for k, v in expected.items()}
+    full.update({k: state[k].float() for k in expected if k in state})
+    model.load_state_dict(full, strict=True)
+    # Prove the file's numbers are in the network: every trained tensor equals the file's.
+    loaded = model.state_dict()
+    for k in sorted(trained):
+        if not torch.equal(loaded[k], state[k].float()):
+            raise WeightsError(f"MossFormer2 weights did not load: {k} differs from {ckpt_path}")
     if standin is not None:
         warn_standin("MossFormer2_SE_48K (audio enhancement)", standin)
     model.to(device)
