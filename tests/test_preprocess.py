@@ -169,3 +169,24 @@ def test_segmentation_and_normalisation_rules():
     np.testing.assert_allclose(normalize_segment(x), x / 1.0 * 0.675 + 0.25 * x)
     assert normalize_segment(np.array([0.0, 2.6], np.float32)) is None
     assert normalize_segment(np.zeros(4, np.float32)) is None
+
+
+def test_slicer_cuts_long_silences_only():
+    from infer.lib.slicer import Slicer, SlicerParams
+
+    sr = 16000
+    t = np.arange(2 * sr) / sr
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    z = lambda s: np.zeros(int(s * sr), np.float32)  # noqa: E731
+    # tone 2 s | 1 s silence (cut, 0.5 s kept before the next tone) | tone | 0.2 s pause (kept) | tone | 1 s tail
+    audio = np.concatenate([tone, z(1.0), tone, z(0.2), tone, z(1.0)])
+    chunks = Slicer(sr).slice(audio)
+    assert len(chunks) == 2
+    assert abs(len(chunks[0]) / sr - 2.0) < 0.08
+    assert abs(len(chunks[1]) / sr - 4.7) < 0.08
+    # chunks are views of the input: the second starts 0.5 s before the second tone (at 3.0 s)
+    start = (chunks[1].__array_interface__["data"][0] - audio.__array_interface__["data"][0]) // audio.itemsize
+    assert np.shares_memory(chunks[0], audio) and abs(start / sr - 2.5) < 0.05
+    assert Slicer(sr).slice(tone)[0] is tone  # no silence: the whole input back
+    with pytest.raises(ValueError):
+        SlicerParams(min_length_ms=100, min_interval_ms=400)
