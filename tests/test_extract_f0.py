@@ -1,0 +1,126 @@
+"""The extract_f0 stage on real 16 kHz speech segments: outputs, frame counts, process pool, cache, errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from scipy.signal import resample_poly
+
+from infer.lib.cache import ArrayCache
+from infer.lib.errors import UserInputError
+from infer.lib.f0 import F0Extractor, coarse_f0
+from infer.lib.layout import ExperimentLayout
+from infer.modules.train.extract_f0 import F0Report, extract_f0
+
+SEG_SECONDS = (1.3, 1.0, 0.8, 1.17)
+
+
+def make_exp(root: Path, joe_1min: Path) -> ExperimentLayout:
+    """An experiment folder with four 16 kHz segments of real speech (different lengths)."""
+    exp = ExperimentLayout(root, "v2")
+    exp.make_dirs()
+    audio, sr = sf.read(str(joe_1min / "joe_001.wav"), dtype="float32", frames=22050 * 6)
+    audio = resample_poly(audio, 320, 441).astype(np.float32)
+    start = 8000
+    for i, sec in enumerate(SEG_SECONDS):
+        n = int(sec * 16000)
+        sf.write(str(exp.wavs16k_dir / f"0_{i}.wav"), audio[start : start + n], 16000, subtype="PCM_16")
+        start += n
+    return exp
+
+
+def check_outputs(exp: ExperimentLayout) -> dict[str, np.ndarray]:
+    out = {}
+    for wav in sorted(exp.wavs16k_dir.glob("*.wav")):
+        n_samples = sf.info(str(wav)).frames
+        hz = np.load(exp.f0nsf_file(wav.name))
+        coarse = np.load(exp.f0_file(wav.name))
+        assert exp.f0nsf_file(wav.name).name == f"{wav.name}.npy"  # reference naming: 0_1.wav.npy
+        assert hz.dtype == np.float32 and hz.shape == (n_samples // 160 + 1,)
+        assert coarse.shape == hz.shape and coarse.min() >= 1 and coarse.max() <= 255
+        assert np.array_equal(coarse, coarse_f0(hz))
+        # pitch covers the HuBERT frames repeated twice (the loader trims to the shorter)
+        assert len(hz) >= 2 * ((n_samples - 400) // 320 + 1)
+        out[wav.name] = hz
+    return out
+
+
+def test_pool_outputs_and_cache(tmp_path: Path, joe_1min: Path) -> None:
+    exp = make_exp(tmp_path / "exp", joe_1min)
+    cache = ArrayCache(tmp_path / "cache")
+    rep = extract_f0(exp, "pm", cache, n_workers=2)
+    assert isinstance(rep, F0Report)
+    assert (rep.n_files, rep.n_extracted, rep.n_cached, rep.failed, rep.n_workers) == (4, 4, 0, (), 2)
+    assert rep.audio_seconds == pytest.approx(sum(SEG_SECONDS), abs=0.01)
+    assert 0.3 < rep.voiced_fraction < 1.0  # speech: mostly voiced, with pauses
+    first = check_outputs(exp)
+    # in-process computation gives the same numbers as the pool
+    ex = F0Extractor("pm")
+    for name, hz in first.items():
+        audio, _ = sf.read(str(exp.wavs16k_dir / name), dtype="float32")
+        np.testing.assert_array_equal(ex.compute(audio), hz)
+    json.dumps(rep.to_dict())
+
+    # re-run: nothing extracted, outputs rewritten identically even if deleted
+    exp.f0nsf_file("0_0.wav").unlink()
+    again = extract_f0(exp, "pm", cache, n_workers=2)
+    assert (again.n_extracted, again.n_cached) == (0, 4)
+    assert all(np.array_equal(v, check_outputs(exp)[k]) for k, v in first.items())
+
+    # another method or changed audio misses the cache
+    other = extract_f0(exp, "dio", cache, n_workers=1)
+    assert (other.n_extracted, other.n_cached) == (4, 0)
+    sf.write(str(exp.wavs16k_dir / "0_3.wav"), np.zeros(16000, np.float32), 16000, subtype="PCM_16")
+    changed = extract_f0(exp, "dio", cache, n_workers=1)
+    assert (changed.n_extracted, changed.n_cached) == (1, 3)
+    assert not np.load(exp.f0nsf_file("0_3.wav")).any()  # silence is unvoiced
+
+
+def test_rmvpe_stage_matches_extractor(tmp_path: Path, joe_1min: Path, reference_dir: Path) -> None:
+    spec = importlib.util.spec_from_file_location("deterministic_weights", reference_dir / "deterministic_weights.py")
+    assert spec is not None and spec.loader is not None
+    dw = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dw)
+    shapes = json.loads((reference_dir / "rvc_state_dicts.json").read_text())["RMVPE"]["state_dict"]
+    weights = tmp_path / "rmvpe.pt"
+    torch.save(dw.deterministic_state_dict(shapes), weights)
+    exp = make_exp(tmp_path / "exp", joe_1min)
+    for wav in sorted(exp.wavs16k_dir.glob("*.wav"))[2:]:  # two segments are enough (CPU time)
+        wav.unlink()
+    rep = extract_f0(exp, "rmvpe", ArrayCache(None), rmvpe_path=weights, n_workers=1)
+    assert (rep.n_extracted, rep.failed) == (2, ())
+    got = check_outputs(exp)
+    ex = F0Extractor("rmvpe", rmvpe_path=str(weights))
+    for name, hz in got.items():
+        audio, _ = sf.read(str(exp.wavs16k_dir / name), dtype="float32")
+        np.testing.assert_allclose(ex.compute(audio), hz, rtol=1e-5, atol=1e-3)
+
+
+def test_bad_input_fails_before_work(tmp_path: Path, joe_1min: Path) -> None:
+    exp = ExperimentLayout(tmp_path / "empty")
+    with pytest.raises(UserInputError, match="preprocess"):
+        extract_f0(exp, "pm", ArrayCache(None))
+    exp = make_exp(tmp_path / "exp", joe_1min)
+    with pytest.raises(UserInputError, match="unknown f0 method"):
+        extract_f0(exp, "yin", ArrayCache(None))
+    with pytest.raises(UserInputError, match="RMVPE weights not found"):
+        extract_f0(exp, "rmvpe", ArrayCache(None), rmvpe_path=tmp_path / "missing.pt")
+    sf.write(str(exp.wavs16k_dir / "9_9.wav"), np.zeros(22050, np.float32), 22050)
+    with pytest.raises(UserInputError, match="16 kHz"):
+        extract_f0(exp, "pm", ArrayCache(None))
+    assert not any(exp.f0nsf_dir.iterdir())  # nothing written
+
+
+def test_unreadable_segment_is_reported(tmp_path: Path, joe_1min: Path) -> None:
+    exp = make_exp(tmp_path / "exp", joe_1min)
+    sf.write(str(exp.wavs16k_dir / "0_9.wav"), np.full(800, np.nan, np.float32), 16000, subtype="FLOAT")
+    (exp.wavs16k_dir / ".0_8.wav.tmp-x").write_bytes(b"partial")  # hidden temp files are ignored
+    rep = extract_f0(exp, "harvest", ArrayCache(None), n_workers=1)
+    assert rep.n_files == 5
+    assert rep.n_extracted + len(rep.failed) == 5
