@@ -22,3 +22,14 @@ def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path):
             raise RuntimeError("boom")
     assert np.load(p).tolist() == [0, 1, 2]
     assert [f.name for f in tmp_path.iterdir()] == ["x.npy"]
+
+
+def test_atomic_files_get_normal_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "p.txt", "x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "p.txt").stat().st_mode & 0o777 == 0o644
