@@ -180,6 +180,7 @@ class AudioEnhancer:
         with torch.inference_mode(), warnings.catch_warnings():
             # clearvoice's iSTFT pads the last frame and says so on every call
             warnings.filterwarnings("ignore", message="The length of signal is shorter", category=UserWarning)
+            warnings.filterwarnings("ignore", message="stft with return_complex=False", category=UserWarning)
             y = decode_one_audio_mossformer2_se_48k(
                 self.model, torch.device(self.device), x[None, :].astype(np.float32), self._args
             )
