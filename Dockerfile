@@ -21,10 +21,10 @@ RUN apt-get update \
 WORKDIR /app
 
 # Same stack as cog.yaml: torch/torchaudio 2.7.1 for CUDA 11.8, then the shared runtime packages,
-# then clearvoice without its pins.
+# then clearvoice without its pins; and the cog SDK, since the web UI runs predict.py's Predictor.
 COPY requirements.txt requirements-nodeps.txt ./
 RUN pip install torch==2.7.1 torchaudio==2.7.1 --index-url https://download.pytorch.org/whl/cu118 \
-    && pip install -r requirements.txt \
+    && pip install -r requirements.txt cog==0.23.1 \
     && pip install --no-deps -r requirements-nodeps.txt
 
 # Only the code and configs (no assets/, no .venv): see .dockerignore.

@@ -111,6 +111,8 @@ def test_dockerfile_matches_requirements(repo_root):
     assert "torch==2.7.1" in docker and "torchaudio==2.7.1" in docker and "whl/cu118" in docker
     assert "-r requirements.txt" in docker and "--no-deps -r requirements-nodeps.txt" in docker
     assert "ffmpeg" in docker and "infer-web.py" in docker
+    cog_pin = next(p for p in _pkg_lines(repo_root / "requirements-dev.txt") if p.startswith("cog=="))
+    assert cog_pin in docker  # the web UI imports predict.py, which needs the cog SDK
     compose = yaml.safe_load((repo_root / "docker-compose.yml").read_text())
     web = compose["services"]["web"]
     devices = web["deploy"]["resources"]["reservations"]["devices"]
