@@ -117,10 +117,14 @@ def test_bad_input_fails_before_work(tmp_path: Path, joe_1min: Path) -> None:
     assert not any(exp.f0nsf_dir.iterdir())  # nothing written
 
 
-def test_unreadable_segment_is_reported(tmp_path: Path, joe_1min: Path) -> None:
+def test_broken_segments(tmp_path: Path, joe_1min: Path) -> None:
     exp = make_exp(tmp_path / "exp", joe_1min)
-    sf.write(str(exp.wavs16k_dir / "0_9.wav"), np.full(800, np.nan, np.float32), 16000, subtype="FLOAT")
     (exp.wavs16k_dir / ".0_8.wav.tmp-x").write_bytes(b"partial")  # hidden temp files are ignored
+    sf.write(str(exp.wavs16k_dir / "0_9.wav"), np.full(8000, np.nan, np.float32), 16000, subtype="FLOAT")
     rep = extract_f0(exp, "harvest", ArrayCache(None), n_workers=1)
-    assert rep.n_files == 5
-    assert rep.n_extracted + len(rep.failed) == 5
+    assert (rep.n_files, rep.n_extracted, rep.failed) == (5, 5, ())
+    nan_f0 = np.load(exp.f0nsf_file("0_9.wav"))
+    assert nan_f0.shape == (51,) and np.isfinite(nan_f0).all()
+    (exp.wavs16k_dir / "0_7.wav").write_bytes(b"RIFF\x00\x00junk")
+    with pytest.raises(UserInputError, match="0_7.wav is not a readable wav"):
+        extract_f0(exp, "harvest", ArrayCache(None), n_workers=1)

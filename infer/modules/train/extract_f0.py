@@ -142,7 +142,10 @@ def extract_f0(
 
     audio_seconds = 0.0
     for p in paths:
-        info = sf.info(str(p))
+        try:
+            info = sf.info(str(p))
+        except Exception as e:  # libsndfile cannot parse it
+            raise UserInputError(f"{p} is not a readable wav file ({e}); re-run the preprocess stage") from e
         if info.samplerate != SAMPLE_RATE:
             raise UserInputError(f"{p} is {info.samplerate} Hz; the f0 stage needs the 16 kHz segments of preprocess")
         audio_seconds += info.frames / SAMPLE_RATE
