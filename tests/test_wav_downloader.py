@@ -132,3 +132,10 @@ def test_refused_schemes_and_settings():
         FAST.retries = 5  # type: ignore[misc]
     assert safe_stem("https://h/a/%2E%2E%2Fpasswd") == "passwd"
     assert safe_stem("https://h/") == "audio"
+
+
+def test_redirect_is_followed(server, media, tmp_path):
+    target = server.add("/real/file.ogg", media["ogg"].read_bytes())
+    url = server.add("/share/abc", responses=[Reply(status=302, headers={"Location": target})])
+    (got,) = WavDownloader(FAST).download([url], tmp_path)
+    assert got.source_codec == "vorbis" and got.path.name == "000_abc.wav"
