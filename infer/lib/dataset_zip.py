@@ -21,6 +21,7 @@ import os
 import re
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -182,7 +183,7 @@ def extract_dataset_zip(
                                 f"{zip_path.name} unpacks to more than {limits.max_total_bytes / MiB:.0f} MiB (zip bomb?)"
                             )
                         f.write(block)
-        except (zipfile.BadZipFile, zlib_error(), EOFError) as e:
+        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
             for p in files:
                 p.unlink(missing_ok=True)
             raise UserInputError(f"{zip_path.name} is damaged ({e}); re-create the zip and upload it again") from e
@@ -192,9 +193,3 @@ def extract_dataset_zip(
             raise
     _log.info("zip: %d audio file(s), %.1f MiB from %s", len(files), total / MiB, zip_path.name)
     return ZipExtraction(files=files, skipped=skipped, total_bytes=total)
-
-
-def zlib_error() -> type[Exception]:
-    import zlib
-
-    return zlib.error
