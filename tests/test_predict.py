@@ -133,3 +133,27 @@ def test_terminate_children_stops_the_whole_tree():
     finally:
         if child.poll() is None:
             child.kill()
+
+
+def test_a_failed_job_reports_the_user_error_and_leaves_no_files(tmp_path, caplog):
+    """The job path up to the first user error, without weights: a zip with no audio in it."""
+    import torch
+
+    from infer.lib.weights import WeightsSettings
+    from predict import Predictor
+
+    z = tmp_path / "notes.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("readme.txt", "no audio here")
+    p = Predictor()
+    p.device = torch.device("cpu")
+    p.files = FileManager(tmp_path / "jobs")
+    p.shared = {}
+    p.weights_settings = WeightsSettings(weights_dir=tmp_path / "no-weights", offline=True)
+    request = validate_request(dataset=z, f0method="pm", enhance_audio=False)
+    stages: list[str] = []
+    with pytest.raises(UserInputError) as err:
+        p.train(request, on_stage=lambda i, n, name: stages.append(name))
+    assert "audio" in str(err.value)
+    assert stages == ["check inputs", "collect audio"]
+    assert not any((tmp_path / "jobs").iterdir())  # the failed job's folder is gone
