@@ -79,6 +79,8 @@ def test_bad_settings_are_user_errors(tmp_path: Path) -> None:
         F0Settings("crepe", crepe_model="large")
     with pytest.raises(UserInputError, match="RMVPE weights not found"):
         F0Extractor("rmvpe", rmvpe_path=str(tmp_path / "nope.pt"))
+    with pytest.raises(UserInputError, match=str(tmp_path / "rmvpe" / "rmvpe.pt")):
+        F0Extractor("rmvpe", weights_dir=tmp_path)
     if not torch.cuda.is_available():
         with pytest.raises(UserInputError, match="CUDA"):
             F0Extractor("rmvpe_gpu", rmvpe_path=str(tmp_path / "nope.pt"))

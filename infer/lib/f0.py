@@ -155,11 +155,14 @@ def _fit(f0: np.ndarray, n: int) -> np.ndarray:
 class F0Extractor:
     """Pitch extractor for one method; loads its model (if any) once, on first use or `load()`.
 
-    `F0Extractor("rmvpe", device="cpu", rmvpe_path=...)` or `F0Extractor.from_settings(F0Settings(...))`.
+    `F0Extractor("rmvpe", device="cpu", rmvpe_path=...)` (or `weights_dir=` the RVC weights folder, which
+    holds `rmvpe/rmvpe.pt`) or `F0Extractor.from_settings(F0Settings(...))`.
     rmvpe_gpu raises UserInputError at construction when no CUDA GPU is present.
     """
 
-    def __init__(self, method: str, **settings: Any) -> None:
+    def __init__(self, method: str, weights_dir: str | Path | None = None, **settings: Any) -> None:
+        if weights_dir is not None and settings.get("rmvpe_path") is None and method in NEEDS_WEIGHTS_FILE:
+            settings["rmvpe_path"] = str(Path(weights_dir) / "rmvpe" / "rmvpe.pt")
         self.settings = F0Settings(method=method, **settings)
         self._model: Any = None
         s = self.settings
