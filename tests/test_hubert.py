@@ -247,3 +247,23 @@ def test_half_on_cuda_close_to_fp32(tiny_model: HubertModel, input_16k: torch.Te
         out = model.extract(input_16k.cuda(), None, "v2").float().cpu()
     ref = np.load(hubert_dir / "expected_v2_layer12.npy")
     np.testing.assert_allclose(out[0].numpy(), ref, atol=5e-2)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_extract_many_equals_each_alone(tiny_model: HubertModel, input_16k: torch.Tensor, version: str) -> None:
+    """Mixed lengths in one padded pass give each waveform's own numbers (masked GroupNorm and attention)."""
+    x = input_16k[0]
+    wavs = [x, x[3000:20000], x[:12345], x[100 : 100 + 400 + 320 * 4]]
+    with torch.inference_mode():
+        many = tiny_model.extract_many(wavs, version)
+        alone = [tiny_model.extract(w[None], None, version)[0] for w in wavs]
+        # fairseq's own padding mask leaves the GroupNorm statistics to the padding: not equal
+        padded = torch.zeros(2, x.shape[0])
+        padded[0], padded[1, :12345] = x, x[:12345]
+        mask = torch.arange(x.shape[0])[None, :] >= torch.tensor([x.shape[0], 12345])[:, None]
+        fairseq_style = tiny_model.extract(padded, mask, version)[1, : alone[2].shape[0]]
+    for m, a in zip(many, alone):
+        assert m.shape == a.shape
+        torch.testing.assert_close(m, a, atol=2e-5, rtol=1e-5)
+    assert [m.shape[0] for m in many] == [99, 52, 38, 5]
+    assert (fairseq_style - alone[2]).abs().max() > 1e-3

@@ -435,6 +435,8 @@ class HubertModel(nn.Module):
         if version not in OUTPUT_LAYERS:
             raise ValueError(f"version must be 'v1' or 'v2', got {version!r}")
         lengths = torch.tensor([int(w.shape[-1]) for w in wavs])
+        if not wavs or self.num_frames(int(lengths.min())) < 1:
+            raise ValueError("extract_many needs at least one waveform, each long enough for one frame (25 ms)")
         if int(lengths.min()) == int(lengths.max()):
             out = self.extract(torch.stack([w.reshape(-1) for w in wavs]), None, version)
             return list(out.unbind(0))
@@ -458,7 +460,8 @@ class HubertModel(nn.Module):
 
         v1: layer 9 then `final_proj`; v2: layer 12. `padding_mask` [B, T] bool, True on padding. Rows of a
         batch are independent only where no padding is involved: the first conv layer's GroupNorm takes
-        statistics over the whole row, padding included (as fairseq). Batch equal-length inputs.
+        statistics over the whole row, padding included (as fairseq): for rows of different lengths use
+        `extract_many`, which masks that too.
         """
         if version not in OUTPUT_LAYERS:
             raise ValueError(f"version must be 'v1' or 'v2', got {version!r}")
