@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -131,6 +132,7 @@ def main() -> None:
                 "dtype": report.dtype,
                 "threads": torch.get_num_threads(),
                 "loadavg_1min_before": round(load_before, 2),
+                "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
             }
             if args.version == "v2" and args.device == "cpu" and name in REFERENCE_S:
                 row["reference_wall_s"] = REFERENCE_S[name]
