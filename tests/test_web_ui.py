@@ -165,9 +165,14 @@ def test_train_download_and_convert_in_the_browser(web_ui, joe_1min, tmp_path):
             c_status = page.locator("#convert-status textarea")
             expect(c_status).to_have_value(re.compile(r"^(Converted|Error|Internal)"), timeout=180_000)
             assert c_status.input_value().startswith("Converted"), c_status.input_value()
+            # the player's <audio> element(s) (gradio renders one for the waveform player, and a fallback)
             audio = page.locator("#convert-output audio")
-            expect(audio).to_have_count(1, timeout=30_000)
-            assert audio.first.get_attribute("src")
+            expect(audio.first).to_be_attached(timeout=30_000)
+            deadline = time.monotonic() + 30
+            while not any(a.get_attribute("src") for a in audio.all()) and time.monotonic() < deadline:
+                time.sleep(0.25)
+            srcs = [a.get_attribute("src") for a in audio.all()]
+            assert any(srcs), srcs
         finally:
             ctx.close()
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
