@@ -203,7 +203,7 @@ def unpack_checkpoints(zip_path: Path, exp: ExperimentLayout) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 
 
-def plot_losses(history: Sequence[dict[str, Any]], path: Path) -> Path:
+def plot_losses(history: Sequence[dict[str, Any]], path: Path, initial_holdout: float | None = None) -> Path:
     """loss.png: training mel L1 and held-out mel L1 per epoch, and the discriminator/generator losses."""
     import matplotlib
 
@@ -214,9 +214,11 @@ def plot_losses(history: Sequence[dict[str, Any]], path: Path) -> Path:
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
     ax1.plot(ep, [h.get("mel_l1", float("nan")) for h in history], "o-", label="training mel L1")
     held = [(h["epoch"], h["holdout_mel"]) for h in history if h.get("holdout_mel") is not None]
+    if held and initial_holdout is not None:
+        held.insert(0, (0, initial_holdout))
     if held:
         ax1.plot([e for e, _ in held], [v for _, v in held], "s-", label="held-out mel L1 (conversion)")
-        best = min(held, key=lambda x: x[1])
+        best = min(held[1:] if initial_holdout is not None else held, key=lambda x: x[1])
         ax1.axvline(best[0], color="grey", ls="--", lw=1, label=f"best held-out epoch {best[0]}")
     ax1.set_ylabel("mel L1")
     ax1.legend()
@@ -269,6 +271,12 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _index_card(rep: dict[str, Any] | None) -> dict[str, Any] | None:
+    if rep is None:
+        return None
+    return {**rep, "path": Path(rep["path"]).name}
+
+
 def write_model_zip(
     out: Path,
     exp: ExperimentLayout,
@@ -297,7 +305,7 @@ def write_model_zip(
     members.append((exp.config_path, "config.json"))
     loss_png = exp.reports_dir / "loss.png"
     if train_report.get("history"):
-        plot_losses(train_report["history"], loss_png)
+        plot_losses(train_report["history"], loss_png, train_report.get("initial_holdout_mel"))
         members.append((loss_png, "loss.png"))
     if exp.tensorboard_dir.is_dir():
         for p in sorted(exp.tensorboard_dir.rglob("*")):
@@ -340,6 +348,8 @@ class TrainModules:
     custom files); names as `infer.lib.weights` ("hubert/hubert_base.pt", "pretrained_v2/f0G40k.pth"...).
     `config`: the network configuration (default `load_config(version, sample_rate)`; tests pass tiny ones).
     `cache`: extraction cache (default `ArrayCache(default_cache_root())`). `cancel`: set to stop.
+    `train_overrides`: extra `TrainSettings` fields (log_every, memory_limit_mb, num_workers,
+    discriminator_periods...) for tests and benchmarks.
     """
 
     def __init__(
@@ -351,6 +361,7 @@ class TrainModules:
         cache: Any = None,
         cancel: threading.Event | None = None,
         weights_settings: Any = None,
+        train_overrides: dict[str, Any] | None = None,
     ) -> None:
         self.o = options
         self.exp = ExperimentLayout(Path(workdir), options.version)
@@ -361,6 +372,7 @@ class TrainModules:
             )
         self._weight_paths = dict(weight_paths) if weight_paths is not None else None
         self._weights_settings = weights_settings
+        self._train_overrides = dict(train_overrides or {})
         self._cache = cache
         self.cancel = cancel or threading.Event()
         self.results: list[StageResult] = []
@@ -368,6 +380,8 @@ class TrainModules:
         self._train_report: dict[str, Any] | None = None
         self._index_path: Path | None = None
         self._preprocess_report: dict[str, Any] | None = None
+        self._hubert: Any = None
+        self.weights: dict[str, Path] = {}
 
     # -- helpers -------------------------------------------------------------------------------------
     @property
@@ -384,23 +398,26 @@ class TrainModules:
             self._cache = ArrayCache(default_cache_root())
         return self._cache
 
-    def required_weights(self) -> list[str]:
+    def required_weights(self, until: str | None = None) -> list[str]:
+        """Weight names the stages up to `until` (None: all) need."""
         from infer.lib.weights import HUBERT, RMVPE, RMVPE_METHODS, pretrained_names
 
-        names = [HUBERT]
-        if not self.o.from_scratch:
-            names += list(pretrained_names(self.o.version, self.o.sample_rate, self.o.use_f0))
-        if self.o.use_f0 and self.o.f0method in RMVPE_METHODS:
-            names.append(RMVPE)
+        names: list[str] = []
+        if until != "preprocess":
+            names.append(HUBERT)
+            if not self.o.from_scratch and until != "features":
+                names += list(pretrained_names(self.o.version, self.o.sample_rate, self.o.use_f0))
+            if self.o.use_f0 and self.o.f0method in RMVPE_METHODS:
+                names.append(RMVPE)
         if self.o.enhance_audio:
             from infer.lib.weights import MOSSFORMER2
 
             names.append(MOSSFORMER2)
         return names
 
-    def fetch_weights(self) -> dict[str, Path]:
+    def fetch_weights(self, until: str | None = None) -> dict[str, Path]:
         """Paths of every weight the job needs (fetched unless given); records stand-ins."""
-        names = self.required_weights()
+        names = self.required_weights(until)
         if self._weight_paths is not None:
             missing = [n for n in names if n not in self._weight_paths]
             if missing:
@@ -468,10 +485,14 @@ class TrainModules:
         return rep
 
     def _features_on(self, exp: ExperimentLayout) -> Any:
-        from infer.lib.weights import HUBERT
         from infer.modules.train.extract_features import extract_features
 
-        return extract_features(exp, self.weights[HUBERT], self.device, cache=self.cache)
+        if self._hubert is None:
+            from infer.lib.hubert import load_hubert
+            from infer.lib.weights import HUBERT
+
+            self._hubert = load_hubert(self.weights[HUBERT], self.device, half=self.device.startswith("cuda"))
+        return extract_features(exp, self._hubert, self.device, self.cache)
 
     def _f0_on(self, exp: ExperimentLayout) -> Any:
         from infer.lib.weights import RMVPE
@@ -483,11 +504,18 @@ class TrainModules:
     def features(self) -> Any:
         from infer.modules.train.filelist import write_mute_audio
 
-        rep = self._features_on(self.exp)
-        write_mute_audio(self.exp, self.cfg.sr)
-        from infer.modules.train.filelist import mute_layout
+        try:
+            rep = self._features_on(self.exp)
+            if getattr(rep, "standin_weights", False):
+                from infer.lib.weights import HUBERT
 
-        self._features_on(mute_layout(self.exp))
+                self.standin = sorted({*self.standin, HUBERT})
+            write_mute_audio(self.exp, self.cfg.sr)
+            from infer.modules.train.filelist import mute_layout
+
+            self._features_on(mute_layout(self.exp))
+        finally:
+            self._hubert = None  # free its memory before training
         return rep
 
     def f0(self) -> Any:
@@ -516,6 +544,9 @@ class TrainModules:
         if not self.o.from_scratch:
             gn, dn = pretrained_names(self.o.version, self.o.sample_rate, self.o.use_f0)
             g, d = str(self.weights[gn]), str(self.weights[dn])
+        extras: dict[str, Any] = {"embedder_model": "contentvec", "speakers_id": 1}
+        if self._preprocess_report and self._preprocess_report.get("kept_s") is not None:
+            extras["dataset_length"] = float(self._preprocess_report["kept_s"])
         settings = TrainSettings(
             exp_root=str(self.exp.root),
             version=self.o.version,
@@ -534,7 +565,8 @@ class TrainModules:
             learning_rate=self.o.learning_rate,
             holdout=self.o.holdout,
             speaker_id=self.o.speaker_id,
-            export_extras={"embedder_model": "contentvec", "speakers_id": 1},
+            export_extras=extras,
+            **self._train_overrides,
         )
         rep = train(settings, cancel=self.cancel, log_file=str(self.exp.log_path))
         self._train_report = rep.to_dict()
@@ -594,6 +626,7 @@ class TrainModules:
                     "n_holdout_segments",
                     "skipped_steps",
                     "final_losses",
+                    "initial_holdout_mel",
                     "final_holdout_mel",
                     "best_epoch",
                     "best_holdout_mel",
@@ -601,7 +634,7 @@ class TrainModules:
                     "history",
                 )
             },
-            "index": next((r.report for r in self.results if r.name == "index"), None),
+            "index": _index_card(next((r.report for r in self.results if r.name == "index"), None)),
             "durations_s": durations,
             "versions": versions(),
             "standin_weights": bool(self.standin) or bool(tr.get("standin_weights")),
@@ -645,7 +678,7 @@ class TrainModules:
 
         setup_logging(log_file=str(self.exp.log_path))
         _log.info("training job %s: %s", self.o.experiment_name, json.dumps(self.o.to_dict()))
-        self._stage("weights", self.fetch_weights)
+        self._stage("weights", lambda: {"names": [str(n) for n in self.fetch_weights(until)]})
         self._stage("preprocess", lambda: self.preprocess(files))
         result = PipelineResult(None, self.exp.root, self.results)
         if until == "preprocess":

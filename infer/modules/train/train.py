@@ -80,7 +80,8 @@ class TrainSettings:
     `learning_rate`: overrides the config's. `holdout`: held-out segments (None = automatic).
     `memory_limit_mb`: datasets estimated below this are kept in memory, larger ones stream.
     `log_every`: steps between progress lines (None = the config's `log_interval`, at most one
-    tenth of an epoch's steps).
+    tenth of an epoch's steps). `discriminator_periods`: a smaller multi-period discriminator than
+    the version's (tests and experiments from scratch; the pretrained D files need the standard one).
     """
 
     exp_root: str
@@ -104,6 +105,7 @@ class TrainSettings:
     log_every: int | None = None
     speaker_id: int = 0
     export_extras: dict[str, Any] = field(default_factory=dict)
+    discriminator_periods: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -118,6 +120,8 @@ class TrainSettings:
                 "training needs the pretrained generator and discriminator (pretrained_g/pretrained_d); "
                 "training from scratch must be asked for explicitly (from_scratch=True)"
             )
+        if self.discriminator_periods is not None and not self.from_scratch:
+            raise UserInputError("discriminator_periods other than the version's only fit training from scratch")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise UserInputError(f"learning_rate must be > 0, got {self.learning_rate}")
 
@@ -142,6 +146,7 @@ class TrainReport:
     in_memory: bool
     skipped_steps: int
     final_losses: dict[str, float]
+    initial_holdout_mel: float | None
     final_holdout_mel: float | None
     best_epoch: int | None
     best_holdout_mel: float | None
@@ -335,7 +340,12 @@ class _Trainer:
 
         torch.manual_seed(self.s.seed)
         self.net_g = build_generator(self.cfg, self.s.use_f0).to(self.device)
-        self.net_d = build_discriminator(self.cfg.version).to(self.device)
+        if self.s.discriminator_periods:
+            from infer.lib.models.discriminator import MultiPeriodDiscriminator
+
+            self.net_d = MultiPeriodDiscriminator(tuple(self.s.discriminator_periods)).to(self.device)
+        else:
+            self.net_d = build_discriminator(self.cfg.version).to(self.device)
         t = self.cfg.train
         self.optim_g = torch.optim.AdamW(self.net_g.parameters(), t.learning_rate, betas=t.betas, eps=t.eps)
         self.optim_d = torch.optim.AdamW(self.net_d.parameters(), t.learning_rate, betas=t.betas, eps=t.eps)
@@ -345,6 +355,7 @@ class _Trainer:
         self.best: tuple[int, float] | None = None
         self.best_model_path: str | None = None
         self.skipped = 0
+        self.initial_holdout: float | None = None
         state = None
         found = _latest_checkpoints(self.exp)
         self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.optim_g, gamma=t.lr_decay)
@@ -369,6 +380,7 @@ class _Trainer:
                     self.best = (int(state["best_epoch"]), float(state["best_holdout_mel"]))
                 self.best_model_path = state.get("best_model_path")
                 self.skipped = int(state.get("skipped_steps", 0))
+                self.initial_holdout = state.get("initial_holdout_mel")
             else:
                 # A reference-made checkpoint: `iteration` is the epoch; the lr was saved in the optimizer.
                 stem = g_path.stem.split("_", 1)[1]
@@ -555,6 +567,7 @@ class _Trainer:
             "best_holdout_mel": self.best[1] if self.best else None,
             "best_model_path": self.best_model_path,
             "skipped_steps": self.skipped,
+            "initial_holdout_mel": self.initial_holdout,
             "standin_weights": self.standin,
             "from_scratch": self.s.from_scratch,
         }
@@ -608,6 +621,10 @@ class _Trainer:
                 self.optim_g.param_groups[0]["lr"],
             )
         log_every = s.log_every or max(1, min(self.cfg.train.log_interval, steps_per_epoch // 10 or 1))
+        if self.is_main and self.start_epoch == 1 and self.initial_holdout is None:
+            self.initial_holdout = self.holdout_mel()
+            if self.initial_holdout is not None:
+                _log.info("held-out mel L1 before training: %.4f", self.initial_holdout)
         oom_logged = False
         run_t0 = time.monotonic()
         run_steps0 = self.step
@@ -695,8 +712,13 @@ class _Trainer:
         final_epoch = max(epochs, self.start_epoch - 1)
         if self.start_epoch > epochs and not state_path(self.exp).is_file():
             self.save(final_epoch)
-        if not self.is_main:
-            return None  # type: ignore[return-value]
+        report = self._final_report(bs, final_epoch, t_start) if self.is_main else None
+        if self.world > 1:
+            dist.barrier()
+        return report  # type: ignore[return-value]
+
+    def _final_report(self, bs: int, final_epoch: int, t_start: float) -> TrainReport:
+        s = self.s
         model_path = self.export(self.exp.root / f"{s.name}.pth", final_epoch)
         st = json.loads(state_path(self.exp).read_text())
         last = self.history[-1] if self.history else {}
@@ -713,6 +735,7 @@ class _Trainer:
             in_memory=self.in_memory,
             skipped_steps=self.skipped,
             final_losses={k: v for k, v in last.items() if k.startswith(("loss_", "mel_"))},
+            initial_holdout_mel=self.initial_holdout,
             final_holdout_mel=last.get("holdout_mel"),
             best_epoch=self.best[0] if self.best else None,
             best_holdout_mel=self.best[1] if self.best else None,

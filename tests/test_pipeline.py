@@ -1,0 +1,161 @@
+"""The whole pipeline on ../shared/data/joe_1min with a tiny network: the zip, its model, resuming."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from infer.lib.errors import UserInputError
+from tests.train_fixtures import copy_experiment, prepared_experiment, tiny_modules, tiny_train_config
+
+_RUN: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, joe_1min: Path) -> dict[str, Any]:
+    """One full run: preprocess -> features -> f0 -> filelist -> 2 epochs -> index -> zip."""
+    if not _RUN:
+        root = tmp_path_factory.mktemp("pipeline")
+        tm = tiny_modules(root / "exp", tmp_path_factory, include_checkpoints=True)
+        res = tm.run(sorted(joe_1min.glob("*.wav")), root / "joe.zip")
+        _RUN.update(tm=tm, res=res, zip=res.zip_path, root=root)
+    return _RUN
+
+
+def test_stages_ran_in_order_with_timings(trained: dict[str, Any]) -> None:
+    names = [s.name for s in trained["res"].stages]
+    assert names == ["weights", "preprocess", "features", "f0", "filelist", "train", "index", "zip"]
+    assert all(s.seconds >= 0 for s in trained["res"].stages)
+    exp = trained["tm"].exp
+    assert json.loads((exp.reports_dir / "train.json").read_text())["epochs"] == 2
+
+
+def test_zip_contents(trained: dict[str, Any]) -> None:
+    with zipfile.ZipFile(trained["zip"]) as z:
+        names = set(z.namelist())
+        card = json.loads(z.read("model_card.json"))
+        index_names = [n for n in names if n.endswith(".index")]
+        assert (
+            len(index_names) == 1
+            and index_names[0].startswith("added_IVF")
+            and index_names[0].endswith("_joe_v2.index")
+        )
+        best = f"joe_best_e{card['training']['best_epoch']}.pth"
+        want = {"joe.pth", best, "config.json", "model_card.json", "loss.png", "train.log"}
+        assert want <= names
+        assert any(n.startswith("tensorboard/events.out.tfevents") for n in names)
+        assert "checkpoints/train_state.json" in names
+        steps = card["training"]["steps"]
+        assert {n for n in names if n.startswith("checkpoints/")} == {
+            f"checkpoints/G_{steps}.pth",
+            f"checkpoints/D_{steps}.pth",
+            "checkpoints/train_state.json",
+        }
+        assert not any(n.endswith(".npy") or n.startswith(("0_gt", "1_16k", "2a_", "2b-", "3_feature")) for n in names)
+        assert z.read("loss.png")[:8] == b"\x89PNG\r\n\x1a\n"
+        assert json.loads(z.read("config.json")) == tiny_train_config().to_dict()
+    assert set(card["files"]) == names
+    t = card["training"]
+    assert (t["epochs"], t["n_holdout_segments"], t["world_size"], t["precision"]) == (2, 2, 1, "fp32")
+    assert t["steps"] == t["history"][-1]["step"] > 0
+    assert card["inputs"]["files"] == ["joe_000.wav", "joe_001.wav", "joe_002.wav", "joe_003.wav"]
+    assert card["dataset"]["kept_s"] > 50
+    assert set(card["durations_s"]) >= {"preprocess", "features", "f0", "train", "index"}
+    assert card["standin_weights"] is True and "hubert/hubert_base.pt" in card["standin_weight_names"]
+    assert card["versions"]["torch"] == torch.__version__
+    assert card["model"]["version"] == "v2" and card["model"]["sample_rate"] == "40k"
+
+
+def test_training_was_finite_and_mel_loss_went_down(trained: dict[str, Any]) -> None:
+    tr = trained["tm"]._train_report
+    h = tr["history"]
+    assert len(h) == 2 and tr["skipped_steps"] == 0
+    for rec in h:
+        for k in ("loss_d", "loss_gen", "loss_fm", "loss_mel", "loss_kl", "mel_l1"):
+            assert np.isfinite(rec[k]), (k, rec)
+    # Lower mel loss at the end than at the start: on the training slices (epoch means) and on the
+    # held-out segments through the conversion path (deterministic: same noise and slices each time).
+    assert h[-1]["mel_l1"] < h[0]["mel_l1"]
+    assert tr["final_holdout_mel"] < tr["initial_holdout_mel"]
+    assert h[-1]["lr"] == pytest.approx(1e-3 * 0.999875**2)
+
+
+def test_small_model_loads_and_converts(trained: dict[str, Any], tmp_path: Path) -> None:
+    from infer.lib.checkpoint import build_generator_from_small_model, load_small_model
+
+    with zipfile.ZipFile(trained["zip"]) as z:
+        z.extract("joe.pth", tmp_path)
+    sm = load_small_model(tmp_path / "joe.pth")
+    assert (sm.version, sm.sample_rate, sm.use_f0, sm.name, sm.epoch) == ("v2", "40k", True, "joe", 2)
+    g = build_generator_from_small_model(sm, "cpu")
+    exp = trained["tm"].exp
+    feat = np.load(sorted(exp.feature_dir.glob("*.npy"))[0])
+    phone = torch.from_numpy(np.repeat(feat, 2, axis=0))[None, :100]
+    pitch = torch.full((1, 100), 60, dtype=torch.long)
+    pitchf = torch.full((1, 100), 200.0)
+    audio, _, _ = g.infer(phone, torch.tensor([100]), pitch, pitchf, torch.tensor([0]))
+    assert audio.shape == (1, 1, 100 * 400) and torch.isfinite(audio).all()
+
+
+def test_index_in_zip(trained: dict[str, Any], tmp_path: Path) -> None:
+    from infer.lib.index import read_index
+
+    exp = trained["tm"].exp
+    frames = sum(np.load(p).shape[0] for p in exp.feature_dir.glob("*.npy"))
+    with zipfile.ZipFile(trained["zip"]) as z:
+        name = next(n for n in z.namelist() if n.endswith(".index"))
+        z.extract(name, tmp_path)
+    idx = read_index(tmp_path / name)
+    assert idx.d == 768 and idx.ntotal == frames
+
+
+def test_resume_from_zip(
+    trained: dict[str, Any], tmp_path_factory: pytest.TempPathFactory, joe_1min: Path, tmp_path: Path
+) -> None:
+    z = trained["zip"]
+    first = trained["tm"]._train_report
+    # Refused before any work: not more epochs than the zip holds, or another variant.
+    with pytest.raises(UserInputError, match="already holds 2 epoch"):
+        tiny_modules(tmp_path / "a", tmp_path_factory, resume_from=str(z), epochs=2).check_resume()
+    with pytest.raises(UserInputError, match="without pitch"):
+        tiny_modules(tmp_path / "b", tmp_path_factory, resume_from=str(z), epochs=3, use_f0=False).check_resume()
+    # Continue for one more epoch on a prepared experiment.
+    exp = copy_experiment(prepared_experiment(tmp_path_factory, joe_1min), tmp_path / "exp")
+    tm = tiny_modules(exp.root, tmp_path_factory, resume_from=str(z), epochs=3)
+    tm.check_resume()
+    tm.fetch_weights()
+    tm.filelist()
+    rep = tm.train()
+    per_epoch = first["steps"] // 2
+    assert (rep.start_epoch, rep.epochs, rep.steps) == (3, 3, first["steps"] + per_epoch)
+    assert rep.history[:2] == first["history"]
+    assert rep.history[2]["lr"] == pytest.approx(1e-3 * 0.999875**3)
+    assert rep.initial_holdout_mel == first["initial_holdout_mel"]
+    assert Path(rep.checkpoint_g).name == f"G_{rep.steps}.pth"
+    assert sorted(p.name for p in exp.root.glob("G_*.pth")) == [f"G_{rep.steps}.pth"]  # only the latest kept
+
+
+def test_tools_train_until_preprocess_and_errors(
+    tmp_path: Path, joe_1min: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tools.train import main
+
+    work = tmp_path / "work"
+    files = [str(p) for p in sorted(joe_1min.glob("*.wav"))[:2]]
+    rc = main(
+        [*files, "--out", str(tmp_path / "x.zip"), "--workdir", str(work), "--until", "preprocess", "--no-enhance"]
+    )
+    assert rc == 0
+    assert len(list((work / "0_gt_wavs").glob("*.wav"))) > 3 and not (tmp_path / "x.zip").exists()
+    assert "stopped after preprocess" in capsys.readouterr().out
+    rc = main([str(tmp_path / "missing"), "--out", str(tmp_path / "y.zip")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and err[-1].startswith("error: ") and "missing" in err[-1]
+    rc = main([*files, "--out", str(tmp_path / "y.zip"), "--batch-size", "zero"])
+    assert rc == 1 and "batch_size" in capsys.readouterr().err.strip().splitlines()[-1]

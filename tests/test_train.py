@@ -1,0 +1,186 @@
+"""Training: data loading, bucketing, collate, slicing, settings; resume and DDP on a real experiment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from infer.lib.errors import UserInputError
+from infer.lib.layout import ExperimentLayout
+from infer.modules.train.data import BucketBatchSampler, Sample, collate, load_sample, split_holdout
+from infer.modules.train.filelist import FilelistEntry
+from infer.modules.train.train import TrainSettings, auto_batch_size, slice_segments, state_path, train
+from tests.train_fixtures import TINY_D_PERIODS, copy_experiment, prepared_experiment, tiny_train_config
+
+# ------------------------------------------------------------------------------------------ data
+
+
+def test_bucket_sampler_ranks_get_equal_full_batches_of_one_bucket() -> None:
+    rng = np.random.default_rng(0)
+    lengths = list(rng.integers(20, 900, 57))
+    bounds = (75, 150, 225, 300, 375, 450, 525, 600, 675, 900)
+    per_rank = [list(BucketBatchSampler(lengths, 3, bounds, num_replicas=2, rank=r, seed=5)) for r in (0, 1)]
+    assert len(per_rank[0]) == len(per_rank[1]) == len(BucketBatchSampler(lengths, 3, bounds, 2, 0, seed=5))
+    bucket_of = {
+        i: next(k for k in range(9) if bounds[k] < n <= bounds[k + 1]) for i, n in enumerate(lengths) if n > 75
+    }
+    seen = set()
+    for batches in per_rank:
+        for b in batches:
+            assert len(b) == 3
+            assert len({bucket_of[i] for i in b}) == 1  # similar lengths only
+            seen.update(b)
+    assert seen == set(bucket_of)  # every usable segment, none of the short ones
+    dropped = BucketBatchSampler(lengths, 3, bounds, seed=5).dropped
+    assert sorted(dropped) == sorted(i for i, n in enumerate(lengths) if n <= 75)
+
+
+def test_bucket_sampler_shuffles_per_epoch_deterministically() -> None:
+    lengths = [370] * 20 + [200] * 7
+    s = BucketBatchSampler(lengths, 4, seed=1)
+    s.set_epoch(1)
+    e1 = list(s)
+    s.set_epoch(2)
+    e2 = list(s)
+    s.set_epoch(1)
+    assert list(s) == e1 and e1 != e2
+    assert len(e1) == 5 + 2  # 20 -> 5 batches, 7 padded to 8 -> 2 batches
+
+
+def test_bucket_sampler_refuses_all_short() -> None:
+    with pytest.raises(UserInputError, match="0.75 s"):
+        BucketBatchSampler([10, 20, 70], 2)
+
+
+def _sample(t: int, dim: int = 4, hop: int = 10, f0: bool = True) -> Sample:
+    return Sample(
+        spec=torch.rand(5, t),
+        wave=torch.rand(1, t * hop),
+        phone=torch.rand(t, dim),
+        pitch=torch.randint(1, 255, (t,)) if f0 else None,
+        pitchf=torch.rand(t) * 300 if f0 else None,
+        sid=0,
+    )
+
+
+def test_collate_pads_longest_first() -> None:
+    a, b, c = _sample(7), _sample(12), _sample(9)
+    batch = collate([a, b, c])
+    assert batch.spec.shape == (3, 5, 12) and batch.wave.shape == (3, 1, 120) and batch.phone.shape == (3, 12, 4)
+    assert batch.spec_lengths.tolist() == [12, 9, 7] == batch.phone_lengths.tolist()
+    assert batch.wave_lengths.tolist() == [120, 90, 70]
+    assert torch.equal(batch.spec[2, :, :7], a.spec) and not batch.spec[2, :, 7:].any()
+    assert torch.equal(batch.pitch[1, :9], c.pitch) and batch.pitch.dtype == torch.long
+    nof0 = collate([_sample(3, f0=False), _sample(4, f0=False)])
+    assert nof0.pitch is None and nof0.pitchf is None
+
+
+def test_slice_segments() -> None:
+    x = torch.arange(2 * 3 * 10, dtype=torch.float32).view(2, 3, 10)
+    out = slice_segments(x, torch.tensor([2, 7]), 4)
+    assert torch.equal(out[0], x[0, :, 2:6])
+    assert torch.equal(out[1, :, :3], x[1, :, 7:10]) and not out[1, :, 3].any()  # zero past the end
+
+
+def test_split_holdout_keeps_mute_for_training(tmp_path: Path) -> None:
+    def e(name: str, mute: bool = False) -> FilelistEntry:
+        d = tmp_path / ("mute" if mute else "exp") / "0_gt_wavs"
+        return FilelistEntry(d / name, d / "f.npy", None, None, 0)
+
+    entries = [e(f"{i}.wav") for i in range(30)] + [e("mute.wav", True)] * 2
+    train_e, held = split_holdout(entries, None, seed=3)
+    assert len(held) == 3 and len(train_e) == 29
+    assert all(not h.is_mute for h in held) and sum(t.is_mute for t in train_e) == 2
+    assert split_holdout(entries, None, seed=3)[1] == held
+    assert split_holdout(entries[:4], None)[1] == []  # too few segments to spare any
+
+
+def test_load_sample_aligns_streams(tmp_path: Path) -> None:
+    cfg = tiny_train_config()
+    hop = cfg.data.hop_length
+    exp = ExperimentLayout(tmp_path / "exp", "v2")
+    exp.make_dirs()
+    rng = np.random.default_rng(0)
+    sf.write(exp.gt_wavs_dir / "0_0.wav", (rng.standard_normal(40000) * 3000).astype(np.int16), 40000)
+    np.save(exp.feature_file("0_0.wav"), rng.standard_normal((49, 768)).astype(np.float32))  # 98 frames at 100/s
+    np.save(exp.f0_file("0_0.wav"), np.full(101, 50, np.int64))
+    np.save(exp.f0nsf_file("0_0.wav"), np.full(101, 220.0, np.float32))
+    entry = FilelistEntry(
+        exp.gt_wavs_dir / "0_0.wav", exp.feature_file("0_0.wav"), exp.f0_file("0_0.wav"), exp.f0nsf_file("0_0.wav"), 0
+    )
+    s = load_sample(entry, cfg)
+    assert s.spec.shape == (cfg.data.spec_channels, 98)
+    assert s.wave.shape == (1, 98 * hop) and s.phone.shape == (98, 768)
+    assert s.pitch.shape == (98,) and s.pitch.dtype == torch.long and s.pitchf.dtype == torch.float32
+    wav, _ = sf.read(exp.gt_wavs_dir / "0_0.wav", dtype="float32")
+    assert torch.allclose(s.wave[0], torch.from_numpy(wav[: 98 * hop]))
+    sf.write(exp.gt_wavs_dir / "0_0.wav", np.zeros(32000, np.int16), 32000)
+    with pytest.raises(UserInputError, match="32000 Hz"):
+        load_sample(entry, cfg)
+
+
+def test_settings_validation(tmp_path: Path) -> None:
+    base = dict(exp_root=str(tmp_path), version="v2", sample_rate="40k", use_f0=True, name="x", epochs=1)
+    with pytest.raises(UserInputError, match="from scratch"):
+        TrainSettings(**base)
+    with pytest.raises(UserInputError, match="batch_size"):
+        TrainSettings(**base, from_scratch=True, batch_size=0)
+    with pytest.raises(UserInputError, match="only fit training from scratch"):
+        TrainSettings(**base, pretrained_g="g", pretrained_d="d", discriminator_periods=(2,))
+    assert TrainSettings(**base, from_scratch=True, batch_size="auto").batch_size == "auto"
+
+
+def test_auto_batch_size_on_cpu() -> None:
+    from infer.lib.device import training_precision
+
+    cpu = torch.device("cpu")
+    cfg = tiny_train_config()
+    assert auto_batch_size(cfg, cpu, training_precision(cpu), 100, 1) == 4
+    assert auto_batch_size(cfg, cpu, training_precision(cpu), 3, 1) == 3
+
+
+# ------------------------------------------------------------------------------------------ training
+
+
+def _settings(exp: ExperimentLayout, **kw: object) -> TrainSettings:
+    d: dict = dict(
+        exp_root=str(exp.root),
+        version="v2",
+        sample_rate="40k",
+        use_f0=True,
+        name="joe",
+        epochs=1,
+        batch_size=8,
+        save_every_epoch=1,
+        from_scratch=True,
+        seed=1234,
+        device="cpu",
+        world_size=1,
+        learning_rate=1e-3,
+        holdout=2,
+        log_every=2,
+        discriminator_periods=TINY_D_PERIODS,
+    )
+    d.update(kw)
+    return TrainSettings(**d)
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes(tmp_path_factory: pytest.TempPathFactory, joe_1min: Path, tmp_path: Path) -> None:
+    exp = copy_experiment(prepared_experiment(tmp_path_factory, joe_1min), tmp_path / "exp")
+    rep = train(_settings(exp, world_size=2, batch_size=4, holdout=1))
+    assert rep.world_size == 2 and rep.epochs == 1
+    # 21 training segments + 2 mute, padded per bucket to multiples of 2 x 4; each rank took len(sampler) steps
+    assert rep.steps == len(rep.history) * rep.history[-1]["step"] // len(rep.history) >= 3
+    losses = rep.final_losses
+    assert losses and all(np.isfinite(v) for v in losses.values())
+    st = json.loads(state_path(exp).read_text())
+    assert st["step"] == rep.steps and (exp.root / st["checkpoint_g"]).is_file()
+    from infer.lib.checkpoint import load_small_model
+
+    assert load_small_model(rep.model_path).version == "v2"

@@ -1,0 +1,95 @@
+"""A prepared experiment on ../shared/data/joe_1min, built once per test session by the real stages.
+
+Preprocess (our slicer), HuBERT features (a stand-in HuBERT base in the fairseq format: the real
+network, deterministic weights), pitch (pm), mute entries and the filelist, through `TrainModules`
+with `until="features"` and the filelist stage. Training tests copy the folder and train a tiny
+network on it: `tiny_train_config()` (conftest's tiny synthesizer, 3200-sample slices) with a
+two-period discriminator, from scratch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Any
+
+from infer.lib.config import RVCConfig
+from infer.lib.layout import ExperimentLayout
+
+_CACHE: dict[str, Any] = {}
+TINY_D_PERIODS = (2,)
+
+
+def tiny_train_config() -> RVCConfig:
+    from conftest import make_tiny_config
+
+    cfg = make_tiny_config("v2", "40k")
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, segment_size=3200))
+
+
+def standin_hubert(tmp_path_factory: Any) -> Path:
+    """A stand-in full-size HuBERT (`hubert_base.pt` layout), written once per session."""
+    if "hubert" not in _CACHE:
+        from infer.lib.hubert import write_standin_hubert
+
+        d = tmp_path_factory.mktemp("weights")
+        _CACHE["hubert"] = write_standin_hubert(d / "hubert" / "hubert_base.pt", "base")
+    return _CACHE["hubert"]
+
+
+def tiny_options(**kw: Any) -> Any:
+    from infer.modules.train.pipeline import TrainOptions
+
+    base: dict[str, Any] = dict(
+        experiment_name="joe",
+        version="v2",
+        sample_rate="40k",
+        f0method="pm",
+        epochs=2,
+        batch_size=8,
+        save_every_epoch=1,
+        enhance_audio=False,
+        from_scratch=True,
+        device="cpu",
+        learning_rate=1e-3,
+        holdout=2,
+    )
+    base.update(kw)
+    return TrainOptions(**base)
+
+
+def tiny_modules(workdir: Path, tmp_path_factory: Any, **kw: Any) -> Any:
+    from infer.lib.cache import ArrayCache
+    from infer.modules.train.pipeline import TrainModules
+
+    if "cache" not in _CACHE:
+        _CACHE["cache"] = ArrayCache(tmp_path_factory.mktemp("extract-cache"))
+    return TrainModules(
+        tiny_options(**kw),
+        workdir,
+        weight_paths={"hubert/hubert_base.pt": standin_hubert(tmp_path_factory)},
+        config=tiny_train_config(),
+        cache=_CACHE["cache"],
+        train_overrides={"discriminator_periods": TINY_D_PERIODS, "log_every": 2},
+    )
+
+
+def prepared_experiment(tmp_path_factory: Any, joe_1min: Path) -> ExperimentLayout:
+    """The experiment folder after preprocess, features, f0 and filelist (shared; copy before writing)."""
+    if "exp" not in _CACHE:
+        root = tmp_path_factory.mktemp("prepared") / "exp"
+        tm = tiny_modules(root, tmp_path_factory)
+        tm.run(sorted(joe_1min.glob("*.wav")), root.parent / "unused.zip", until="features")
+        tm.filelist()
+        _CACHE["exp"] = tm.exp
+    return _CACHE["exp"]
+
+
+def copy_experiment(src: ExperimentLayout, dst: Path) -> ExperimentLayout:
+    """A private copy of a prepared experiment; the filelist is rewritten to point into the copy."""
+    shutil.copytree(src.root, dst)
+    exp = ExperimentLayout(dst, src.version)
+    text = exp.filelist_path.read_text().replace(str(src.root.resolve()), str(dst.resolve()))
+    exp.filelist_path.write_text(text)
+    return exp
