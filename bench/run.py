@@ -1,0 +1,648 @@
+"""`make bench`: wall time, real-time factor and peak memory of every pipeline stage, in one table.
+
+    .venv/bin/python -m bench.run                                   # joe_1min and joe_10min, every stage
+    .venv/bin/python -m bench.run --data joe_1min --stages preprocess,f0,features,index
+    .venv/bin/python -m bench.run --data joe_10min --train-steps 3  # N steps, epoch extrapolated
+    .venv/bin/python -m bench.run --skip enhance,f0-crepe --out bench/results/cpu-mine.json
+    .venv/bin/python -m bench.run --quick --data DIR               # smoke run: tiny network, few stages
+
+Every stage runs in its own Python process (like the reference scripts it is compared with), on the
+same experiment folder, in pipeline order; the parent samples the resident memory of that process
+and all its workers every 50 ms (peak RSS of the process tree) and reads the kernel's `ru_maxrss`
+high-water marks the stage process reports. `wall s` is the stage call itself (imports and
+interpreter start excluded; `proc_s` in the JSON includes them). RTF = wall / seconds of input audio.
+
+Stages: download (WavDownloader from a 127.0.0.1 HTTP server serving the data folder, ffmpeg
+conversion included), enhance (full-size stand-in MossFormer2 on every file at 48 kHz; slow on CPU:
+`--skip enhance`), preprocess (slicing, 40k + 16k segments, silence trim as the product runs it),
+f0-<method> for pm, dio, harvest, fcpe, crepe-tiny, crepe (full), rmvpe (+ rmvpe_gpu on CUDA), features
+(HuBERT v2), train (v2/40k with pitch, from scratch like the reference figure, default batch 4,
+fp32 on CPU, the device's AMP precision on CUDA; one epoch, or `--train-steps N` steps and the epoch
+extrapolated: start-up + steps/epoch x median step, labelled "extrapolated"), index (FAISS IVF), zip
+(the model zip, no preview clip). The extraction cache is off. Weights are full-size stand-ins written
+once under `$RVC_CACHE_DIR/bench-weights` (speed does not depend on the values); `--weights DIR` uses a
+folder in the published layout instead.
+
+Reference figures (`../shared/reference/bench-cpu.md`, the reference RVC scripts on this machine) are
+printed next to ours with the speed-up (reference wall / ours). Summary rows: "non-training" =
+preprocess + f0-rmvpe + features + index (the goal: >= 2x the reference), and "end to end, 1 epoch" =
+download + preprocess + f0-rmvpe + features + train + index + zip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import bench_f0, bench_features
+from bench.common import (
+    GiB,
+    PeakSampler,
+    Stopwatch,
+    audio_files,
+    audio_seconds,
+    device_info,
+    markdown_table,
+    rusage_peaks,
+    serve_directory,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = bench_f0.SHARED
+F0_STAGES = ("f0-pm", "f0-dio", "f0-harvest", "f0-fcpe", "f0-crepe-tiny", "f0-crepe", "f0-rmvpe", "f0-rmvpe_gpu")
+STAGES = ("download", "enhance", "preprocess", *F0_STAGES, "features", "train", "index", "zip")
+QUICK_STAGES = ("download", "preprocess", "f0-pm", "features", "train", "index", "zip")
+NON_TRAINING = ("preprocess", "f0-rmvpe", "features", "index")
+END_TO_END = ("download", "preprocess", "f0-rmvpe", "features", "train", "index", "zip")
+DEFAULT_BATCH = 4
+EXPERIMENT = "bench"
+
+# ../shared/reference/bench-cpu.md (reference RVC scripts, 2-core EPYC, torch 2 threads, n_p=2).
+# Wall seconds per data set; the f0 and HuBERT figures are the ones B1/B2's benches already carry.
+REFERENCE_S: dict[str, dict[str, float]] = {
+    "preprocess": {"joe_1min": 3.0, "joe_10min": 5.7},
+    **{
+        f"f0-{m}": {s: bench_f0.REFERENCE_S[s][m] for s in bench_f0.REFERENCE_S}
+        for m in ("pm", "harvest", "dio", "rmvpe")
+    },
+    "features": dict(bench_features.REFERENCE_S),
+    "index": {"joe_1min": 0.3, "joe_10min": 3.5},
+    "train": {"joe_1min": 133.0},
+}
+REFERENCE_RSS_GB = {
+    "preprocess": 0.7,
+    "f0-pm": 0.4,
+    "f0-harvest": 0.4,
+    "f0-dio": 0.4,
+    "f0-rmvpe": 2.5,
+    "features": 1.9,
+    "index": 0.2,
+    "train": 8.8,
+}
+REFERENCE_STEP_S = 133.0 / 8  # batch 4, fp32, v2/40k, start-up included
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage process (python -m bench.run --worker SPEC.json)
+# --------------------------------------------------------------------------------------------------
+
+
+def _modules(spec: dict[str, Any], f0method: str = "rmvpe") -> Any:
+    """A `TrainModules` on the benchmark's experiment folder (cache off, weights given, no preview)."""
+    from infer.lib.cache import ArrayCache
+    from infer.modules.train.pipeline import TrainModules, TrainOptions
+
+    opts = TrainOptions(
+        experiment_name=EXPERIMENT,
+        version="v2",
+        sample_rate="40k",
+        use_f0=True,
+        f0method=f0method,
+        epochs=1,
+        batch_size=spec["batch"],
+        save_every_epoch=1,
+        enhance_audio=False,
+        from_scratch=True,
+        preview=False,
+        device=spec.get("device"),
+    )
+    cfg = None
+    if spec["quick"]:
+        cfg = tiny_config()
+    tm = TrainModules(
+        opts,
+        spec["exp_root"],
+        weight_paths={k: Path(v) for k, v in spec["weights"].items()},
+        config=cfg,
+        cache=ArrayCache(None),
+    )
+    tm.fetch_weights()
+    return tm
+
+
+def tiny_config() -> Any:
+    """v2/40k with a network small enough for the `--quick` smoke run (sizes as the tests' tiny config)."""
+    import dataclasses
+
+    from infer.lib.config import load_config
+
+    cfg = load_config("v2", "40k")
+    model = dataclasses.replace(
+        cfg.model,
+        inter_channels=16,
+        hidden_channels=16,
+        filter_channels=32,
+        n_heads=2,
+        n_layers=2,
+        resblock_kernel_sizes=(3,),
+        resblock_dilation_sizes=((1, 3),),
+        upsample_initial_channel=32,
+        gin_channels=16,
+    )
+    return dataclasses.replace(cfg, model=model)
+
+
+def _stage_download(spec: dict[str, Any]) -> dict[str, Any]:
+    from infer.lib.wav_downloader import WavDownloader
+
+    files = [Path(f) for f in spec["files"]]
+    out = Path(spec["exp_root"]) / "downloads"
+    shutil.rmtree(out, ignore_errors=True)
+    with serve_directory(files[0].parent) as base:
+        urls = [f"{base}/{f.name}" for f in files]
+        with Stopwatch() as sw:
+            got = WavDownloader().download(urls, out)
+    return {"wall_s": sw.seconds, "files": len(got), "mib": round(sum(g.path.stat().st_size for g in got) / 2**20, 1)}
+
+
+def _stage_enhance(spec: dict[str, Any]) -> dict[str, Any]:
+    from infer.lib.audio import load_audio
+    from infer.lib.enhance import AudioEnhancer
+    from infer.lib.weights import MOSSFORMER2
+
+    device = spec.get("device") or _auto_device()
+    with Stopwatch() as sw:
+        enh = AudioEnhancer(Path(spec["weights"][MOSSFORMER2]), device)
+        load = time.monotonic() - sw.t0
+        for f in spec["files"]:
+            enh.enhance(load_audio(f, 48000), 48000)
+    return {"wall_s": sw.seconds, "load_s": round(load, 2), "device": device, "standin": enh.is_standin}
+
+
+def _auto_device() -> str:
+    from infer.lib.device import pick_device
+
+    return str(pick_device(None))
+
+
+def _stage_preprocess(spec: dict[str, Any]) -> dict[str, Any]:
+    tm = _modules(spec)
+    with Stopwatch() as sw:
+        rep = tm.preprocess([Path(f) for f in spec["files"]])
+    d = rep.to_dict()
+    return {"wall_s": sw.seconds, "segments": d["segments_kept"], "trimmed": d["trimmed"]}
+
+
+def _stage_f0(spec: dict[str, Any], method: str) -> dict[str, Any]:
+    if method == "crepe-tiny":
+        from infer.lib.cache import ArrayCache
+        from infer.lib.layout import ExperimentLayout
+        from infer.modules.train.extract_f0 import extract_f0
+
+        exp = ExperimentLayout(Path(spec["exp_root"]), "v2")
+        with Stopwatch() as sw:
+            rep = extract_f0(
+                exp, "crepe", ArrayCache(None), device=spec.get("device") or _auto_device(), crepe_model="tiny"
+            )
+    else:
+        tm = _modules(spec, f0method=method)
+        with Stopwatch() as sw:
+            rep = tm.f0()
+    return {"wall_s": sw.seconds, "files": rep.n_files, "workers": getattr(rep, "n_workers", None)}
+
+
+def _stage_features(spec: dict[str, Any]) -> dict[str, Any]:
+    tm = _modules(spec)
+    with Stopwatch() as sw:
+        rep = tm.features()
+    return {
+        "wall_s": sw.seconds,
+        "files": rep.n_files,
+        "load_s": round(rep.load_seconds, 2),
+        "dtype": rep.dtype,
+        "forward_passes": rep.n_forward_passes,
+    }
+
+
+def _clear_training(exp: Any) -> None:
+    from infer.modules.train.train import REPORT_FILE, state_path
+
+    for p in [*exp.checkpoint_dir.glob("G_*.pth"), *exp.checkpoint_dir.glob("D_*.pth")]:
+        p.unlink(missing_ok=True)  # the checkpoint folder is the experiment root (reference layout)
+    shutil.rmtree(exp.tensorboard_dir, ignore_errors=True)
+    state_path(exp).unlink(missing_ok=True)
+    (exp.reports_dir / REPORT_FILE).unlink(missing_ok=True)
+
+
+def _stage_train(spec: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    tm = _modules(spec)
+    tm.filelist()
+    _clear_training(tm.exp)
+    n_steps = spec.get("train_steps")
+    if not n_steps:
+        with Stopwatch() as sw:
+            rep = tm.train()
+        epoch_s = rep.history[0]["seconds"]
+        return {
+            "wall_s": sw.seconds,
+            "steps": rep.steps,
+            "batch": rep.batch_size,
+            "precision": rep.precision,
+            "device": rep.device,
+            "startup_s": round(sw.seconds - epoch_s, 2),
+            "step_s": round(epoch_s / max(1, rep.steps), 3),
+            "step_s_incl_startup": round(sw.seconds / max(1, rep.steps), 3),
+            "threads": torch.get_num_threads(),
+        }
+    return _train_steps(tm, int(n_steps), spec)
+
+
+def _train_steps(tm: Any, n_steps: int, spec: dict[str, Any]) -> dict[str, Any]:
+    """`n_steps` steps of the real trainer (same set-up as the stage), the epoch extrapolated.
+
+    Also exports the small model and a train report so that the zip stage can run afterwards.
+    """
+    import torch
+
+    from infer.lib.fileio import atomic_write_text
+    from infer.modules.train.train import REPORT_FILE, TrainSettings, _Trainer
+
+    s = TrainSettings(
+        exp_root=str(tm.exp.root),
+        version=tm.o.version,
+        sample_rate=tm.o.sample_rate,
+        use_f0=True,
+        name=EXPERIMENT,
+        epochs=1,
+        batch_size=spec["batch"],
+        from_scratch=True,
+        device=tm.o.device,
+        world_size=1,
+    )
+    t0 = time.monotonic()
+    tr = _Trainer(s, 0, 1, 0, threading.Event())
+    tr.setup_data()
+    tr.setup_models()
+    sampler, loader = tr.make_loader(spec["batch"], 1)
+    startup = time.monotonic() - t0
+    tr.net_g.train()
+    tr.net_d.train()
+    times = []
+    for i, batch in enumerate(loader):
+        if i >= n_steps:
+            break
+        t = time.monotonic()
+        tr.train_step(batch.to(tr.device))
+        if tr.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.monotonic() - t)
+        tr.step += 1
+    per_epoch = len(sampler)
+    later = statistics.median(times[1:]) if len(times) > 1 else times[0]
+    epoch_est = startup + times[0] + later * (per_epoch - 1)
+    model = tr.export(tm.exp.root / f"{EXPERIMENT}.pth", 1)
+    atomic_write_text(
+        tm.exp.reports_dir / REPORT_FILE,
+        json.dumps({"model_path": str(model), "history": [], "bench_partial_steps": len(times)}),
+    )
+    return {
+        "wall_s": epoch_est,
+        "extrapolated": True,
+        "measured_steps": len(times),
+        "steps": per_epoch,
+        "batch": spec["batch"],
+        "precision": tr.precision.name,
+        "device": str(tr.device),
+        "startup_s": round(startup, 2),
+        "first_step_s": round(times[0], 3),
+        "step_s": round(later, 3),
+        "step_s_incl_startup": round(epoch_est / per_epoch, 3),
+        "measured_wall_s": round(time.monotonic() - t0, 2),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _stage_index(spec: dict[str, Any]) -> dict[str, Any]:
+    tm = _modules(spec)
+    with Stopwatch() as sw:
+        rep = tm.index()
+    return {"wall_s": sw.seconds, "vectors": rep.n_indexed_vectors, "n_ivf": rep.n_ivf}
+
+
+def _stage_zip(spec: dict[str, Any]) -> dict[str, Any]:
+    tm = _modules(spec)
+    found = sorted(tm.exp.root.glob("added_IVF*_Flat_nprobe_1_*.index"))
+    tm._index_path = found[-1] if found else None
+    out = tm.exp.root / f"{EXPERIMENT}.zip"
+    with Stopwatch() as sw:
+        path = tm.package(out, [Path(f).name for f in spec["files"]])
+    return {"wall_s": sw.seconds, "zip_mib": round(path.stat().st_size / 2**20, 1), "index": bool(found)}
+
+
+def worker_main(spec_path: str) -> None:
+    """Run one stage as described by the JSON file; write {"wall_s", ...rusage} next to it."""
+    t_proc = time.monotonic()
+    spec = json.loads(Path(spec_path).read_text())
+    from infer.lib.log import setup_logging
+
+    setup_logging()
+    stage = spec["stage"]
+    if stage.startswith("f0-"):
+        res = _stage_f0(spec, stage[3:])
+    else:
+        res = globals()[f"_stage_{stage}"](spec)
+    res.update(rusage_peaks())
+    res["stage_proc_s"] = round(time.monotonic() - t_proc, 2)
+    Path(spec["result"]).write_text(json.dumps(res, default=str))
+
+
+# --------------------------------------------------------------------------------------------------
+# Parent
+# --------------------------------------------------------------------------------------------------
+
+
+def weights_for(stages: list[str], quick: bool, weights_dir: Path | None) -> dict[str, str]:
+    """{weight name: path} for the stages, written as stand-ins once (unless `weights_dir` is given)."""
+    from infer.lib.weights import HUBERT, MOSSFORMER2, RMVPE
+
+    names = [HUBERT, RMVPE] + ([MOSSFORMER2] if "enhance" in stages else [])
+    if weights_dir is not None:
+        return {n: str(weights_dir / n) for n in names}
+    root = Path(os.environ.get("RVC_CACHE_DIR", Path.home() / ".cache" / "rvc"))
+    root = root / "bench-weights"  # full-size HuBERT even for --quick: the network takes 768-dim features
+    missing = [n for n in names if not (root / n).exists()]
+    if missing:
+        from tools.make_standin_weights import write_standins
+
+        print(f"writing stand-in weights {missing} under {root} (once)", file=sys.stderr, flush=True)
+        write_standins(root, missing)
+    return {n: str(root / n) for n in names}
+
+
+def run_stage(spec: dict[str, Any], log_path: Path) -> dict[str, Any]:
+    """One stage in a fresh process; returns its result with the sampled tree peak and process wall."""
+    spec_path = log_path.with_suffix(".spec.json")
+    spec["result"] = str(log_path.with_suffix(".result.json"))
+    Path(spec["result"]).unlink(missing_ok=True)
+    spec_path.write_text(json.dumps(spec))
+    t0 = time.monotonic()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.run", "--worker", str(spec_path)],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        with PeakSampler(proc.pid) as sampler:
+            rc = proc.wait()
+    proc_s = time.monotonic() - t0
+    if rc != 0 or not Path(spec["result"]).is_file():
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+        return {"error": f"exit code {rc}", "log_tail": tail, "proc_s": round(proc_s, 2)}
+    res = json.loads(Path(spec["result"]).read_text())
+    res["proc_s"] = round(proc_s, 2)
+    res["peak_rss_gb"] = round(sampler.peak / GiB, 3)
+    return res
+
+
+def select_stages(args: argparse.Namespace, cuda: bool) -> list[str]:
+    known = list(STAGES)
+    if args.stages:
+        want: list[str] = []
+        for s in args.stages.split(","):
+            s = s.strip()
+            if s == "f0":
+                want += [x for x in F0_STAGES if x != "f0-rmvpe_gpu" or cuda]
+            elif s == "all":
+                want += known
+            elif s in known:
+                want.append(s)
+            else:
+                raise SystemExit(f"unknown stage {s!r}; known: f0, all, {', '.join(known)}")
+    else:
+        want = list(QUICK_STAGES if args.quick else STAGES)
+    skip = {s.strip() for s in (args.skip or "").split(",") if s.strip()}
+    if not cuda:
+        skip.add("f0-rmvpe_gpu")
+    return [s for s in known if s in want and s not in skip]
+
+
+def data_dir(name: str) -> Path:
+    p = Path(name)
+    return p if p.is_dir() else SHARED / "data" / name
+
+
+def row_for(set_name: str, stage: str, res: dict[str, Any], audio_s: float, repeats: list[float]) -> dict[str, Any]:
+    row: dict[str, Any] = {"set": set_name, "stage": stage, **res}
+    if "error" in res:
+        return row
+    wall = float(res["wall_s"])
+    if len(repeats) > 1:
+        row["runs_wall_s"] = [round(x, 2) for x in repeats]
+        wall = statistics.median(repeats)
+    row["wall_s"] = round(wall, 3)
+    row["rtf"] = round(wall / audio_s, 5) if audio_s else None
+    ref = REFERENCE_S.get(stage, {}).get(set_name)
+    row["reference_s"] = ref
+    row["speedup"] = round(ref / wall, 2) if ref else None
+    row["reference_rss_gb"] = REFERENCE_RSS_GB.get(stage)
+    return row
+
+
+def note_for(row: dict[str, Any]) -> str:
+    if "error" in row:
+        return f"FAILED ({row['error']})"
+    s = row["stage"]
+    bits = []
+    if s == "train":
+        bits.append(
+            f"{row['steps']} steps x batch {row['batch']} {row['precision']}, {row['step_s']} s/step, "
+            f"{row['step_s_incl_startup']} s/step incl. start-up (ref {REFERENCE_STEP_S:.1f})"
+        )
+        if row.get("extrapolated"):
+            bits.append(f"EXTRAPOLATED from {row['measured_steps']} measured steps")
+    if s == "enhance":
+        bits.append("stand-in MossFormer2" + (f", load {row.get('load_s')} s" if row.get("load_s") else ""))
+    if s == "features" and row.get("dtype"):
+        bits.append(row["dtype"])
+    if s == "zip" and row.get("zip_mib"):
+        bits.append(f"{row['zip_mib']} MiB")
+    if row.get("runs_wall_s"):
+        bits.append("median of " + "/".join(str(x) for x in row["runs_wall_s"]))
+    return "; ".join(bits)
+
+
+def summaries(rows: list[dict[str, Any]], set_name: str, audio_s: float) -> list[dict[str, Any]]:
+    by = {r["stage"]: r for r in rows if r["set"] == set_name and "error" not in r}
+    out = []
+    for label, stages, ref_stages in (
+        ("non-training (preprocess+f0-rmvpe+features+index)", NON_TRAINING, NON_TRAINING),
+        ("non-training + zip", (*NON_TRAINING, "zip"), NON_TRAINING),
+        ("end to end, 1 epoch", END_TO_END, None),
+    ):
+        if not all(s in by for s in stages):
+            continue
+        wall = sum(by[s]["wall_s"] for s in stages)
+        ref = None
+        if ref_stages and all(set_name in REFERENCE_S.get(s, {}) for s in ref_stages):
+            ref = sum(REFERENCE_S[s][set_name] for s in ref_stages)
+        extrap = any(by[s].get("extrapolated") for s in stages)
+        out.append(
+            {
+                "set": set_name,
+                "stage": label,
+                "summary": True,
+                "wall_s": round(wall, 2),
+                "rtf": round(wall / audio_s, 5) if audio_s else None,
+                "peak_rss_gb": max(by[s].get("peak_rss_gb", 0) for s in stages),
+                "reference_s": ref,
+                "speedup": round(ref / wall, 2) if ref else None,
+                "note": "train EXTRAPOLATED" if extrap else "",
+            }
+        )
+    return out
+
+
+def print_table(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
+    header = ["set", "stage", "wall s", "RTF", "peak RSS GB", "ref s", "x ref", "ref RSS GB", "note"]
+    body = [
+        [
+            r["set"],
+            ("**" + r["stage"] + "**") if r.get("summary") else r["stage"],
+            r.get("wall_s"),
+            None if r.get("rtf") is None else f"{r['rtf']:.4f}",
+            r.get("peak_rss_gb"),
+            r.get("reference_s"),
+            r.get("speedup"),
+            r.get("reference_rss_gb"),
+            r.get("note") if r.get("summary") else note_for(r),
+        ]
+        for r in rows
+    ]
+    gpu = f", GPU {info['gpu']}" if info.get("gpu") else ""
+    text = (
+        f"device: {info['cpu']} ({info['cores']} cores, {info['memory_gb']} GB), torch {info['torch']} "
+        f"{info['torch_threads']} threads{gpu}; load average before/after {info['loadavg']} / "
+        f"{info.get('loadavg_after')}\n\n" + markdown_table(header, body)
+    )
+    print(text, flush=True)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--data", default=None, help="comma list of data set names under ../shared/data or folders")
+    ap.add_argument("--stages", default=None, help=f"comma list (default: all): f0, {', '.join(STAGES)}")
+    ap.add_argument("--skip", default=None, help="comma list of stages to leave out (e.g. enhance)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: tiny synthesizer, batch 2, few stages")
+    ap.add_argument("--out", type=Path, default=None, help="JSON output (default bench/results/<cpu|gpu>-<date>.json)")
+    ap.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="training batch size (default 4)")
+    ap.add_argument(
+        "--train-steps",
+        default="joe_10min=3",
+        help="measure N steps and extrapolate the epoch: 'N' for every set or 'set=N,...' (0 = the whole "
+        "epoch; default joe_10min=3)",
+    )
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each non-training stage; the median is used")
+    ap.add_argument("--device", default=None, help="cpu | cuda (default: CUDA when present)")
+    ap.add_argument("--weights", type=Path, default=None, help="weights folder in the published layout")
+    ap.add_argument("--keep", type=Path, default=None, help="keep the experiment folders and logs here")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        worker_main(args.worker)
+        return 0
+
+    import torch
+
+    cuda = torch.cuda.is_available() and (args.device or "cuda").startswith("cuda")
+    stages = select_stages(args, cuda)
+    sets = [s.strip() for s in (args.data or ("joe_1min" if args.quick else "joe_1min,joe_10min")).split(",")]
+    steps_for: dict[str, int] = {}
+    for part in str(args.train_steps).split(","):
+        if "=" in part:
+            k, v = part.split("=", 1)
+            steps_for[k.strip()] = int(v)
+        elif part.strip():
+            steps_for.update({s: int(part) for s in sets})
+    info = device_info()
+    info["device"] = "cuda" if cuda else "cpu"
+    weights = weights_for(stages, args.quick, args.weights)
+    rows: list[dict[str, Any]] = []
+    keep = args.keep
+    tmp = tempfile.mkdtemp(prefix="rvc-bench-") if keep is None else None
+    root = Path(tmp) if tmp else Path(keep)  # type: ignore[arg-type]
+    try:
+        for set_name in sets:
+            src = data_dir(set_name)
+            files = audio_files(src)
+            if not files:
+                raise SystemExit(f"no audio files in {src}")
+            label = src.name
+            audio_s = audio_seconds(files)
+            exp_root = root / label
+            logs = root / f"{label}-logs"
+            exp_root.mkdir(parents=True, exist_ok=True)
+            logs.mkdir(parents=True, exist_ok=True)
+            for stage in stages:
+                spec = {
+                    "stage": stage,
+                    "files": [str(f) for f in files],
+                    "exp_root": str(exp_root),
+                    "weights": weights,
+                    "quick": args.quick,
+                    "batch": 2 if args.quick and args.batch == DEFAULT_BATCH else args.batch,
+                    "device": args.device,
+                    "train_steps": steps_for.get(label) or None,
+                }
+                n = 1 if stage == "train" else max(1, args.repeat)
+                walls, res = [], {}
+                load = os.getloadavg()[0]
+                for _ in range(n):
+                    res = run_stage(dict(spec), logs / f"{stage}.log")
+                    if "error" in res:
+                        break
+                    walls.append(float(res["wall_s"]))
+                res["loadavg_before"] = round(load, 2)
+                row = row_for(label, stage, res, audio_s, walls)
+                row["audio_s"] = round(audio_s, 1)
+                rows.append(row)
+                shown = "FAILED " + res["error"] if "error" in res else f"{row['wall_s']:.2f} s"
+                print(f"[bench] {label} {stage}: {shown} (load {load:.1f})", file=sys.stderr, flush=True)
+                if "error" in res:
+                    print(res.get("log_tail", ""), file=sys.stderr, flush=True)
+            rows += summaries(rows, label, audio_s)
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    info["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    table = print_table(rows, info)
+    out = args.out or REPO / "bench" / "results" / f"{'gpu' if cuda else 'cpu'}-{datetime.now(UTC):%Y-%m-%d}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "command": " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])]),
+                "device": info,
+                "stages": stages,
+                "quick": args.quick,
+                "rows": rows,
+                "table": table,
+            },
+            indent=1,
+            default=str,
+        )
+        + "\n"
+    )
+    print(f"\nwrote {out}", file=sys.stderr)
+    return 1 if any("error" in r for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
