@@ -8,6 +8,8 @@ The audio is resampled to 16 kHz and cut into 3.7 s segments (the preprocess sta
 `extract_f0` stage runs on them with the cache disabled: wall time includes worker start-up, model
 loading and writing the outputs, like the reference `extract_f0_print.py` run it is compared with.
 RMVPE uses a full-size stand-in `rmvpe.pt` (speed does not depend on the values).
+The machine may be shared: the table also gives the CPU seconds of all processes and the load average,
+so a wall time taken under contention can be told apart (CPU s / cores ~ the wall time on an idle machine).
 Reference figures (bench-cpu.md, 2-core EPYC, n_p=2, joe_10min): pm 9.5 s, harvest 74 s, dio 10.4 s,
 rmvpe 175 s; joe_1min: pm 1.4 s, harvest 7.4 s, dio 1.5 s, rmvpe 24.7 s.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -49,6 +52,12 @@ def make_segments(src_dir: Path, dst_dir: Path, seconds: float = 3.7) -> float:
     return total
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its finished children (the pool's workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", nargs="+", default=["pm", "harvest", "dio", "rmvpe", "fcpe"])
@@ -73,14 +82,16 @@ def main() -> None:
             exp = ExperimentLayout(Path(tmp) / set_name)
             seconds = make_segments(SHARED / "data" / set_name, exp.wavs16k_dir)
             for method in args.methods:
-                walls = []
+                walls, cpus = [], []
                 for _ in range(args.repeat):
+                    c0 = _cpu_seconds()
                     t0 = time.monotonic()
                     rep = extract_f0(
                         exp, method, ArrayCache(None), device=args.device, rmvpe_path=rmvpe_path, n_workers=args.workers
                     )
                     walls.append(time.monotonic() - t0)
-                wall = float(np.median(walls))
+                    cpus.append(_cpu_seconds() - c0)
+                wall, cpu = float(np.median(walls)), float(np.median(cpus))
                 ref = REFERENCE_S.get(set_name, {}).get(method.replace("_gpu", ""))
                 rows.append(
                     {
@@ -89,6 +100,8 @@ def main() -> None:
                         "audio_s": round(seconds, 1),
                         "wall_s": round(wall, 2),
                         "rtf": round(wall / seconds, 4),
+                        "cpu_s": round(cpu, 2),
+                        "load": round(os.getloadavg()[0], 1),
                         "reference_s": ref,
                         "speedup": round(ref / wall, 2) if ref else None,
                         "workers": rep.n_workers,
@@ -96,10 +109,13 @@ def main() -> None:
                     }
                 )
                 print(json.dumps(rows[-1]), flush=True)
-    print(f"\n| set | method | audio s | wall s | RTF | reference s | speed-up | workers |\n|{'---|' * 8}")
+    print(
+        "\n| set | method | audio s | wall s | RTF | CPU s (all processes) | load avg | reference s | speed-up | workers |"
+    )
+    print(f"|{'---|' * 10}")
     for r in rows:
         print(
-            f"| {r['set']} | {r['method']} | {r['audio_s']} | {r['wall_s']} | {r['rtf']} | "
+            f"| {r['set']} | {r['method']} | {r['audio_s']} | {r['wall_s']} | {r['rtf']} | {r['cpu_s']} | {r['load']} | "
             f"{r['reference_s'] or '-'} | {r['speedup'] or '-'} | {r['workers']} |"
         )
     if args.json:
