@@ -82,6 +82,24 @@ def baseline_seconds(weights: Path, exp_root: Path, version: str) -> float:
     return time.monotonic() - start
 
 
+def bf16_deviation(weights: Path, exp_root: Path, version: str) -> float:
+    """max |bf16 - fp32| / max |fp32| over the features written by the bf16 run (first 4 segments)."""
+    import numpy as np
+    import torch
+
+    from infer.lib.hubert import load_hubert
+    from infer.modules.train.extract_features import list_segments, read_wav16k
+
+    model = load_hubert(weights, "cpu").prepare_inference()
+    worst = 0.0
+    for p in list_segments(exp_root / "1_16k_wavs")[:4]:
+        with torch.inference_mode():
+            ref = model.extract(torch.from_numpy(read_wav16k(p))[None], None, version)[0].numpy()
+        got = np.load(exp_root / f"3_feature{ref.shape[1]}" / f"{p.stem}.npy")
+        worst = max(worst, float(np.abs(got - ref).max() / np.abs(ref).max()))
+    return round(worst, 5)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", nargs="+", default=["joe_1min", "joe_10min"])
@@ -91,13 +109,18 @@ def main() -> None:
     ap.add_argument("--batch-seconds", type=float, default=None, help="audio seconds per forward pass")
     ap.add_argument("--weights", type=Path, default=None, help="a hubert_base.pt (default: a full-size stand-in)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the one-by-one baseline")
+    ap.add_argument(
+        "--bf16",
+        action="store_true",
+        help="experiment: run the CPU model in bfloat16 (not what the stage does; reports the deviation from fp32)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
 
     import torch
 
     from infer.lib.cache import ArrayCache
-    from infer.lib.hubert import write_standin_hubert
+    from infer.lib.hubert import load_hubert, write_standin_hubert
     from infer.lib.layout import ExperimentLayout
     from infer.lib.log import setup_logging
     from infer.modules.train.extract_features import extract_features
@@ -112,9 +135,12 @@ def main() -> None:
             root = Path(tmp) / name
             how, audio_s = make_segments(SHARED / "data" / name, root, args.version)
             load_before = os.getloadavg()[0]
+            hubert: object = weights
+            if args.bf16:
+                hubert = load_hubert(weights, "cpu").to(torch.bfloat16).prepare_inference()
             report = extract_features(
                 ExperimentLayout(root, args.version),
-                weights,
+                hubert,
                 args.device,
                 ArrayCache(None),
                 batch_seconds=args.batch_seconds,
@@ -137,6 +163,8 @@ def main() -> None:
             if args.version == "v2" and args.device == "cpu" and name in REFERENCE_S:
                 row["reference_wall_s"] = REFERENCE_S[name]
                 row["speedup_vs_reference"] = round(REFERENCE_S[name] / report.wall_seconds, 2)
+            if args.bf16:
+                row["bf16_rel_error_vs_fp32"] = bf16_deviation(Path(weights), root, args.version)
             if not args.no_baseline and args.device == "cpu":
                 base = baseline_seconds(Path(weights), root, args.version)
                 row["baseline_one_by_one_s"] = round(base, 2)
