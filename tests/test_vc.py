@@ -142,3 +142,273 @@ def test_preview_excerpt_is_the_loudest_stretch():
     x[SR16 * 12 : SR16 * 15] = 0.5
     ex = pick_preview_excerpt(x, SR16, 4.0)
     assert len(ex) == SR16 * 4 and np.count_nonzero(ex) == SR16 * 3
+
+
+# ==================================================================================== conversions
+# Real networks and files: the published HuBERT architecture with stand-in values (the tiny stand-in's
+# 16/32-dim features cannot feed an RVC generator, which takes 256/768), tiny generators exported in
+# our small-model layout and rewritten in the RVC WebUI and Applio layouts, faiss indexes, pm pitch.
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from tests.conftest import make_tiny_config  # noqa: E402
+
+FAST = {"f0_method": "pm", "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def standin_hubert(tmp_path_factory) -> Path:
+    from infer.lib.hubert import write_standin_hubert
+
+    return write_standin_hubert(tmp_path_factory.mktemp("hubert") / "hubert_base.pt", size="base")
+
+
+@pytest.fixture(scope="module")
+def vc(standin_hubert):
+    from infer.modules.vc import VC
+
+    return VC(device="cpu", hubert_path=standin_hubert, window=WindowConfig(pad_s=0.2))
+
+
+def _export(path: Path, version: str, sr: str, use_f0: bool, seed: int = 0) -> Path:
+    from infer.lib.checkpoint import export_small_model
+    from infer.lib.models.synthesizer import build_generator
+
+    cfg = make_tiny_config(version, sr)
+    torch.manual_seed(seed)
+    g = build_generator(cfg, use_f0)
+    return export_small_model(g.state_dict(), cfg, use_f0, path.stem, 1, 10, path)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("models")
+    return {
+        "v2_40k_f0": _export(d / "v2_40k_f0.pth", "v2", "40k", True),
+        "v1_32k_nof0": _export(d / "v1_32k_nof0.pth", "v1", "32k", False),
+        "v1_48k_f0": _export(d / "v1_48k_f0.pth", "v1", "48k", True),
+    }
+
+
+def _joe(joe_1min: Path, i: int, start_s: float, seconds: float) -> np.ndarray:
+    import soundfile as sf
+    import soxr
+
+    x, sr = sf.read(sorted(joe_1min.glob("*.wav"))[i], dtype="float32")
+    x = x[int(start_s * sr) : int((start_s + seconds) * sr)]
+    return soxr.resample(x, sr, SR16).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def speech(joe_1min) -> np.ndarray:
+    """1 s of real speech at 16 kHz."""
+    return _joe(joe_1min, 0, 2.0, 1.0)
+
+
+def test_converts_every_variant_at_its_rate(vc, models, speech):
+    for name, rate in (("v2_40k_f0", 40000), ("v1_32k_nof0", 32000), ("v1_48k_f0", 48000)):
+        model = vc.load_model(models[name])
+        assert model.sample_rate == rate and model.use_f0 == name.endswith("_f0")
+        audio, got_rate = vc.convert(speech, SR16, models[name], **FAST)
+        assert got_rate == rate and len(audio) == round(len(speech) * rate / SR16)
+        assert audio.dtype == np.float32 and np.all(np.isfinite(audio)) and np.abs(audio).max() <= 0.99
+        assert np.std(audio) > 1e-5
+        again, _ = vc.convert(speech, SR16, models[name], **FAST)  # same seed, same output
+        np.testing.assert_array_equal(audio, again)
+    res, rate = vc.convert(speech, SR16, models["v2_40k_f0"], resample_sr=44100, **FAST)
+    assert rate == 44100 and abs(len(res) - len(speech) * 44100 / SR16) <= 2
+    # stereo input at 44.1 kHz ([T, 2]) is mixed down and resampled
+    import soxr
+
+    stereo = np.stack([soxr.resample(speech, SR16, 44100)] * 2, axis=1)
+    out, _ = vc.convert(stereo, 44100, models["v1_32k_nof0"], **FAST)
+    assert abs(len(out) - len(speech) * 2) <= 4
+
+
+def _webui_layout(src: Path, dst: Path) -> Path:
+    """The reference RVC WebUI small model: exactly weight/config/info/sr/f0/version."""
+    obj = torch.load(src, map_location="cpu", weights_only=True)
+    torch.save({k: obj[k] for k in ("weight", "config", "info", "sr", "f0", "version")}, dst)
+    return dst
+
+
+def _applio_layout(src: Path, dst: Path) -> Path:
+    """Applio's extract_model layout: no 'info', sr in Hz, f0 a bool, its metadata keys, and the
+    weight-norm tensors under torch's new `parametrizations` names."""
+    obj = torch.load(src, map_location="cpu", weights_only=True)
+    rename = {".weight_g": ".parametrizations.weight.original0", ".weight_v": ".parametrizations.weight.original1"}
+    weight = {}
+    for k, v in obj["weight"].items():
+        for old, new in rename.items():
+            k = k.replace(old, new)
+        weight[k] = v
+    extra = {"epoch": 3, "step": 120, "creation_date": "2025-01-01T00:00:00", "model_hash": "0" * 64}
+    extra |= {"overtrain_info": "None", "dataset_length": 59.7, "model_name": "joe", "author": None}
+    extra |= {"embedder_model": "contentvec", "speakers_id": 1, "vocoder": "HiFi-GAN"}
+    cfg = obj["config"]
+    torch.save(
+        {"weight": weight, "config": cfg, "sr": int(cfg[-1]), "f0": bool(obj["f0"]), "version": obj["version"]} | extra,
+        dst,
+    )
+    return dst
+
+
+def test_webui_and_applio_files_convert_like_ours(vc, models, speech, tmp_path):
+    ours = models["v2_40k_f0"]
+    want, _ = vc.convert(speech, SR16, ours, **FAST)
+    for layout in (_webui_layout, _applio_layout):
+        path = layout(ours, tmp_path / f"{layout.__name__}.pth")
+        loaded = vc.load_model(path)
+        assert (loaded.version, loaded.sample_rate, loaded.use_f0) == ("v2", 40000, True)
+        got, rate = vc.convert(speech, SR16, path, **FAST)
+        assert rate == 40000
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_models_are_cached_by_content_not_by_name(vc, models, tmp_path):
+    import shutil
+
+    first = vc.load_model(models["v1_32k_nof0"])
+    copy = tmp_path / "renamed.pth"
+    shutil.copy(models["v1_32k_nof0"], copy)
+    second = vc.load_model(copy)
+    assert second.net_g is first.net_g and second.path == copy
+    _export(copy, "v1", "32k", False, seed=1)  # another model under the same name: loaded afresh
+    third = vc.load_model(copy)
+    assert third.net_g is not first.net_g and third.sha256 != first.sha256
+
+
+@pytest.fixture(scope="module")
+def v2_index(vc, joe_1min, tmp_path_factory) -> Path:
+    """An index in the reference layout from the HuBERT v2 features of other speech than `speech`."""
+    from infer.lib.index import build_index, write_index
+
+    x = _joe(joe_1min, 1, 0.0, 5.0)
+    with torch.inference_mode():
+        feats = vc.hubert().extract(torch.from_numpy(x)[None], None, "v2")[0].float().numpy()
+    index, info = build_index(feats, seed=0)
+    name = f"added_IVF{info['n_ivf']}_Flat_nprobe_1_joe_v2.index"
+    return write_index(index, tmp_path_factory.mktemp("index") / name)
+
+
+class _Capture:
+    """Records what a submodule of the real synthesizer receives (pre-hook) or returns (hook)."""
+
+    def __init__(self, module: torch.nn.Module, output: bool = False) -> None:
+        self.seen: list[torch.Tensor] = []
+        if output:
+            self.handle = module.register_forward_hook(lambda m, a, out: self.seen.append(out.detach().clone()))
+        else:
+            self.handle = module.register_forward_pre_hook(lambda m, a: self.seen.append(a[0].detach().clone()))
+
+    def take(self) -> torch.Tensor:
+        out = torch.cat(self.seen, dim=-1 if self.seen[0].dim() == 3 and self.seen[0].shape[1] == 1 else 1)
+        self.seen = []
+        return out
+
+    def __enter__(self) -> _Capture:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.remove()
+
+
+def test_index_rate_changes_the_output_and_the_index_is_searched(vc, models, speech, v2_index):
+    from infer.modules.vc import ConvertParams
+
+    model = vc.load_model(models["v2_40k_f0"])
+    with _Capture(model.net_g.enc_p) as content:
+        plain = vc.convert_detailed(speech, SR16, model, None, ConvertParams(**FAST))
+        c_plain = content.take()
+        r0 = vc.convert_detailed(speech, SR16, model, v2_index, ConvertParams(index_rate=0.0, **FAST))
+        c0 = content.take()
+        r1 = vc.convert_detailed(speech, SR16, model, v2_index, ConvertParams(index_rate=1.0, protect=0.5, **FAST))
+        c1 = content.take()
+        vc.convert_detailed(speech, SR16, model, v2_index, ConvertParams(index_rate=1.0, protect=0.0, **FAST))
+        cp = content.take()
+    assert not r0.stats.index_used and r0.stats.index_searches == 0
+    np.testing.assert_array_equal(r0.audio, plain.audio)  # rate 0 is exactly "no index"
+    torch.testing.assert_close(c0, c_plain)
+    assert r1.stats.index_used and r1.stats.index_searches >= len(speech) // 320 - 2
+    assert len(r1.audio) == len(r0.audio) and not np.array_equal(r1.audio, r0.audio)
+    # index_rate 1 (no protection): every frame the synthesizer gets is a blend of index vectors
+    vectors = torch.from_numpy(vc.load_index(v2_index).features.vectors)
+    frames = c1[0, ::2]  # HuBERT frames (upsampled x2)
+    assert (frames - c0[0, ::2]).norm(dim=1).mean() > 0.3 * c0[0, ::2].norm(dim=1).mean()
+    lo, hi = vectors.min(0).values, vectors.max(0).values
+    assert bool(((frames >= lo - 1e-4) & (frames <= hi + 1e-4)).all())
+    # protect 0 keeps the source features in unvoiced frames and the retrieved ones in voiced frames
+    differs = (cp - c1).abs().amax(-1)[0] > 1e-5
+    assert 0 < int(differs.sum()) < differs.numel()
+
+
+def test_wrong_files_give_clear_errors(vc, models, speech, v2_index, tmp_path, standin_hubert):
+    not_model = tmp_path / "song.pth"
+    not_model.write_bytes(b"ID3\x04\x00" + bytes(300))
+    with pytest.raises(UserInputError, match="song.pth"):
+        vc.convert(speech, SR16, not_model, **FAST)
+    pretrained = tmp_path / "f0G40k.pth"
+    torch.save({"model": {"emb_g.weight": torch.zeros(1, 4)}}, pretrained)
+    with pytest.raises(UserInputError, match="not an exported voice model"):
+        vc.load_model(pretrained)
+    with pytest.raises(UserInputError, match="does not exist"):
+        vc.load_model(tmp_path / "missing.pth")
+    with pytest.raises(UserInputError, match="hubert_base.pt is not a plain PyTorch weights file"):
+        vc.load_model(standin_hubert)  # a fairseq checkpoint is not a voice model
+    # a v1 model with a v2 index: refused before any work, naming both widths
+    with pytest.raises(UserInputError, match=r"768-dim features \(a v2 index\).*is v1 and uses 256-dim"):
+        vc.convert(speech, SR16, models["v1_48k_f0"], v2_index, **FAST)
+    with pytest.raises(UserInputError, match="not a FAISS index"):
+        vc.convert(speech, SR16, models["v1_48k_f0"], not_model, **FAST)
+    with pytest.raises(UserInputError, match="speaker_id 500 is out of range: this model has 109"):
+        vc.convert(speech, SR16, models["v1_48k_f0"], speaker_id=500, **FAST)
+    with pytest.raises(UserInputError, match="too short"):
+        vc.convert(speech[:100], SR16, models["v1_48k_f0"], **FAST)
+
+
+def _pitch_hz(audio: np.ndarray, sr: int) -> tuple[float, float]:
+    """Median f0 (Hz) of the voiced frames and the voiced share, measured by Praat."""
+    import parselmouth
+
+    p = parselmouth.Sound(audio.astype(np.float64), sr).to_pitch_ac(time_step=0.01, pitch_floor=50, pitch_ceiling=1100)
+    f = p.selected_array["frequency"]
+    return float(np.median(f[f > 0])) if np.any(f > 0) else 0.0, float(np.mean(f > 0))
+
+
+def test_f0_up_key_12_doubles_the_pitch_of_the_nsf_excitation(vc, models):
+    """The pitch the decoder is driven with, measured on its harmonic source signal.
+
+    A random-weight generator does not pass its excitation through to the output (its output pitch is
+    unrelated to the source), so the octave is measured where the pipeline's responsibility ends: the
+    NSF source the real synthesizer builds from the pitch curve the pipeline hands it.
+    """
+    t = np.arange(SR16) / SR16
+    tone = sum(0.3 / k * np.sin(2 * np.pi * 150.0 * k * t) for k in range(1, 6)).astype(np.float32)
+    assert abs(_pitch_hz(tone, SR16)[0] - 150.0) < 1.5
+    model = vc.load_model(models["v2_40k_f0"])
+    measured = {}
+    hits = vc._memo.hits
+    with _Capture(model.net_g.dec.m_source, output=True) as source:
+        for key in (0, 12, -12, 7):
+            vc.convert(tone, SR16, model, f0_up_key=key, **FAST)
+            measured[key], voiced = _pitch_hz(source.take()[0, 0].float().numpy(), model.sample_rate)
+            assert voiced > 0.8
+    assert vc._memo.hits >= hits + 6  # features and pitch were computed once, reused for every key
+    assert abs(measured[0] - 150.0) / 150.0 < 0.02
+    assert abs(measured[12] / measured[0] - 2.0) < 0.02
+    assert abs(measured[-12] / measured[0] - 0.5) < 0.01
+    assert abs(measured[7] / measured[0] - 2 ** (7 / 12)) < 0.02
+
+
+def test_write_preview(vc, models, joe_1min, tmp_path):
+    import soundfile as sf
+
+    from infer.modules.vc import write_preview
+
+    x, sr = sf.read(sorted(joe_1min.glob("*.wav"))[2], dtype="float32")
+    out = tmp_path / "preview.wav"
+    result = write_preview(out, models["v1_32k_nof0"], x, sr, vc=vc, seconds=1.5)
+    info = sf.info(out)
+    assert info.samplerate == 32000 and abs(info.duration - 1.5) < 0.01 and info.subtype == "PCM_16"
+    assert result.to_dict()["model_sha256"] == vc.load_model(models["v1_32k_nof0"]).sha256

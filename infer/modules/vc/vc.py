@@ -14,6 +14,7 @@ replaced under the same name is loaded again. HuBERT and the pitch extractors ar
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -127,6 +128,50 @@ class _ContentCache:
             self.items.popitem(last=False)
 
 
+class _Memo:
+    """Recent content features and pitch curves of conversion windows, keyed by the window's samples.
+
+    Converting the same input again with other settings (pitch shift, index rate, another model of
+    the same version) skips HuBERT and the pitch extractor, the slow part on a CPU. Bounded LRU.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(0, capacity)
+        self.items: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self.hits = 0
+
+    @staticmethod
+    def digest(samples: np.ndarray | torch.Tensor) -> str:
+        arr = samples.detach().cpu().numpy() if isinstance(samples, torch.Tensor) else np.asarray(samples)
+        return hashlib.sha1(np.ascontiguousarray(arr, dtype=np.float32).tobytes()).hexdigest()
+
+    def get_or_compute(self, key: tuple[Any, ...], compute: Any) -> Any:
+        if key in self.items:
+            self.items.move_to_end(key)
+            self.hits += 1
+            return self.items[key]
+        value = compute()
+        if self.capacity:
+            self.items[key] = value
+            while len(self.items) > self.capacity:
+                self.items.popitem(last=False)
+        return value
+
+
+class _MemoEncoder:
+    """HuBERT through the memo (features kept on the CPU, returned on the encoder's device)."""
+
+    def __init__(self, encoder: Any, memo: _Memo, tag: str) -> None:
+        self.encoder, self.memo, self.tag = encoder, memo, tag
+
+    def extract(self, wav16k: torch.Tensor, padding_mask: torch.Tensor | None, version: str) -> torch.Tensor:
+        if padding_mask is not None:
+            return self.encoder.extract(wav16k, padding_mask, version)
+        key = ("features", self.tag, version, tuple(wav16k.shape), self.memo.digest(wav16k))
+        feats = self.memo.get_or_compute(key, lambda: self.encoder.extract(wav16k, None, version).float().cpu())
+        return feats.to(wav16k.device)
+
+
 def _existing_file(path: PathLike, what: str) -> Path:
     p = Path(path).expanduser()
     if not p.is_file():
@@ -164,7 +209,9 @@ class VC:
     synthesizer (default: True on CUDA). hubert_path: `hubert_base.pt` (default: fetched into the
     weights folder by `infer.lib.weights`). rmvpe_path: `rmvpe.pt` for the rmvpe methods (same
     default). window: how long inputs are cut (default: the reference choice for the device).
-    max_models: models kept loaded (least recently used ones are dropped).
+    max_models / max_indexes: models / indexes kept loaded (least recently used ones are dropped).
+    memo_windows: content features and pitch curves of this many recent windows are kept, so the
+    same input converted again with other settings skips HuBERT and pitch extraction (0 = off).
     """
 
     def __init__(
@@ -176,6 +223,7 @@ class VC:
         window: WindowConfig | None = None,
         max_models: int = 2,
         max_indexes: int = 2,
+        memo_windows: int = 16,
     ) -> None:
         from infer.lib.device import pick_device
 
@@ -190,6 +238,7 @@ class VC:
         self._indexes = _ContentCache(max_indexes)
         self._hubert: Any = None
         self._f0: dict[str, Any] = {}
+        self._memo = _Memo(memo_windows)
 
     # ------------------------------------------------------------------------------ shared weights
     def _weight(self, name: str) -> Path:
@@ -241,6 +290,14 @@ class VC:
                 f"{p.name} is not an RVC voice model (.pth small model from training, RVC WebUI or Applio): "
                 f"{type(e).__name__}: {str(e)[:200]}"
             ) from None
+        embedder = small.extras.get("embedder_model")
+        if embedder not in (None, "", "contentvec", "hubert_base", "hubert"):
+            _log.warning(
+                "%s was trained on %r features (an Applio option); this converter uses HuBERT base "
+                "(contentvec): the voice will sound wrong",
+                p.name,
+                embedder,
+            )
         net_g = build_generator_from_small_model(small, self.device)
         net_g = net_g.half() if self.half else net_g.float()
         net_g.eval()
@@ -286,6 +343,7 @@ class VC:
         self._indexes = _ContentCache(self._indexes.capacity)
         self._hubert = None
         self._f0.clear()
+        self._memo = _Memo(self._memo.capacity)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -303,14 +361,21 @@ class VC:
         loaded = self.load_model(model)
         idx = self.load_index(index, loaded) if index is not None and str(index) != "" else None
         x = _to_mono_16k(audio, sr)
-        pitch_fn = None
+        pitch_fn: Any = None
         filter_pitch = params.f0_method != "harvest"  # our harvest extractor already median-filters
         if loaded.use_f0:
             extractor = self.f0_extractor(params.f0_method)
-            pitch_fn = extractor.compute
+            method = params.f0_method
+
+            def cached_pitch(seg: np.ndarray, n_frames: int) -> np.ndarray:
+                key = ("f0", method, n_frames, len(seg), self._memo.digest(seg))
+                return self._memo.get_or_compute(key, lambda: extractor.compute(seg, n_frames))
+
+            pitch_fn = cached_pitch
+
         pipeline = Pipeline(
             loaded.net_g,
-            self.hubert(),
+            _MemoEncoder(self.hubert(), self._memo, str(self.hubert_path or "default")),
             version=loaded.version,
             content_dim=loaded.content_dim,
             sample_rate=loaded.sample_rate,
