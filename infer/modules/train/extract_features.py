@@ -94,17 +94,24 @@ def read_wav16k(path: Path) -> np.ndarray:
 
 
 def _weights_id(model: HubertModel) -> str:
-    """What identifies the weights in cache keys: the file's sha256 when loaded from a file."""
-    path = getattr(model, "source_path", None)
+    """What identifies the weights in cache keys: the file's sha256 when loaded from a file, else a hash
+    of the parameters. Computed once per model object."""
+    cached = getattr(model, "_rvc_weights_id", None)
+    if isinstance(cached, str):
+        return cached
+    path = model.source_path
     if path is not None and Path(path).is_file():
-        return sha256_file(path)
-    import hashlib
+        ident = sha256_file(path)
+    else:
+        import hashlib
 
-    h = hashlib.sha256()
-    for k, v in model.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().float().cpu().numpy().tobytes())
-    return h.hexdigest()
+        h = hashlib.sha256()
+        for k, v in model.state_dict().items():
+            h.update(k.encode())
+            h.update(v.detach().float().cpu().numpy().tobytes())
+        ident = h.hexdigest()
+    model._rvc_weights_id = ident
+    return ident
 
 
 def _batches(lengths: dict[Path, int], max_samples: int, min_fill: float = 0.75) -> list[list[Path]]:
