@@ -80,6 +80,8 @@ def test_invalid_input_is_rejected_with_422(server, bad):
         ({}, "no training audio"),
         ({"wav_urls": ["file:///etc/passwd"]}, "http(s) URLs or data: URIs"),
         ({"wav_urls": ["http://127.0.0.1:9/x.wav"], "experiment_name": "../etc"}, "experiment_name"),
+        # a file input (cog downloads data: and http URLs for `Path` inputs) that is not a zip
+        ({"dataset": "data:application/zip;base64," + base64.b64encode(b"not a zip").decode()}, "must be a .zip"),
     ],
 )
 def test_user_errors_fail_with_our_message(server, inputs, message):
