@@ -12,7 +12,10 @@ import pytest
 import torch
 
 from infer.lib.errors import UserInputError
-from tests.train_fixtures import copy_experiment, prepared_experiment, tiny_modules, tiny_train_config
+from infer.lib.layout import ExperimentLayout
+from infer.modules.train.data import BucketBatchSampler, split_holdout
+from infer.modules.train.train import TrainSettings, state_path, train
+from tests.train_fixtures import TINY_D_PERIODS, copy_experiment, tiny_modules, tiny_train_config
 
 _RUN: dict[str, Any] = {}
 
@@ -47,7 +50,7 @@ def test_zip_contents(trained: dict[str, Any]) -> None:
             and index_names[0].endswith("_joe_v2.index")
         )
         best = f"joe_best_e{card['training']['best_epoch']}.pth"
-        want = {"joe.pth", best, "config.json", "model_card.json", "loss.png", "train.log"}
+        want = {"joe.pth", best, "config.json", "model_card.json", "loss.png", "train.log", "preview.wav"}
         assert want <= names
         assert any(n.startswith("tensorboard/events.out.tfevents") for n in names)
         assert "checkpoints/train_state.json" in names
@@ -125,8 +128,9 @@ def test_resume_from_zip(
         tiny_modules(tmp_path / "a", tmp_path_factory, resume_from=str(z), epochs=2).check_resume()
     with pytest.raises(UserInputError, match="without pitch"):
         tiny_modules(tmp_path / "b", tmp_path_factory, resume_from=str(z), epochs=3, use_f0=False).check_resume()
-    # Continue for one more epoch on a prepared experiment.
-    exp = copy_experiment(prepared_experiment(tmp_path_factory, joe_1min), tmp_path / "exp")
+    # Continue for one more epoch on a copy of the experiment as it was before training.
+    exp = copy_experiment(trained["tm"].exp, tmp_path / "exp")
+    assert not list(exp.root.glob("G_*.pth"))
     tm = tiny_modules(exp.root, tmp_path_factory, resume_from=str(z), epochs=3)
     tm.check_resume()
     tm.fetch_weights()
@@ -159,3 +163,67 @@ def test_tools_train_until_preprocess_and_errors(
     assert rc == 1 and err[-1].startswith("error: ") and "missing" in err[-1]
     rc = main([*files, "--out", str(tmp_path / "y.zip"), "--batch-size", "zero"])
     assert rc == 1 and "batch_size" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+# ------------------------------------------------------------------------------------------ training
+
+
+def _settings(exp: ExperimentLayout, **kw: object) -> TrainSettings:
+    d: dict = dict(
+        exp_root=str(exp.root),
+        version="v2",
+        sample_rate="40k",
+        use_f0=True,
+        name="joe",
+        epochs=1,
+        batch_size=8,
+        save_every_epoch=1,
+        from_scratch=True,
+        seed=1234,
+        device="cpu",
+        world_size=1,
+        learning_rate=1e-3,
+        holdout=2,
+        log_every=2,
+        discriminator_periods=TINY_D_PERIODS,
+    )
+    d.update(kw)
+    return TrainSettings(**d)
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes_streaming(trained: dict[str, Any], tmp_path: Path) -> None:
+    # Two gloo processes on the CPU, and the streaming data path (DataLoader workers) as for long datasets.
+    exp = copy_experiment(trained["tm"].exp, tmp_path / "exp")
+    rep = train(_settings(exp, world_size=2, batch_size=4, holdout=1, memory_limit_mb=0, num_workers=1))
+    assert rep.in_memory is False
+    assert rep.world_size == 2 and rep.epochs == 1 and rep.batch_size == 4
+    # Each rank took len(sampler) steps over its share of the bucketed, padded training set.
+    from infer.modules.train.data import wav_frames
+    from infer.modules.train.filelist import read_filelist
+
+    train_e, held = split_holdout(read_filelist(exp.filelist_path), 1, 1234)
+    lengths = [wav_frames(str(e.gt_wav), 400) for e in train_e]
+    assert rep.steps == len(BucketBatchSampler(lengths, 4, num_replicas=2, rank=0)) == rep.history[-1]["step"]
+    losses = rep.final_losses
+    assert losses and all(np.isfinite(v) for v in losses.values())
+    st = json.loads(state_path(exp).read_text())
+    assert st["step"] == rep.steps and (exp.root / st["checkpoint_g"]).is_file()
+    from infer.lib.checkpoint import load_small_model
+
+    assert load_small_model(rep.model_path).version == "v2"
+
+
+def test_cancel_saves_a_checkpoint_then_raises(trained: dict[str, Any], tmp_path: Path) -> None:
+    import threading
+
+    from infer.lib.errors import CancelledError
+
+    exp = copy_experiment(trained["tm"].exp, tmp_path / "exp")
+    ev = threading.Event()
+    ev.set()  # as the Predictor's cancel or SIGTERM would: stop at the next step
+    with pytest.raises(CancelledError, match="checkpoint saved"):
+        train(_settings(exp, holdout=0), cancel=ev)
+    st = json.loads(state_path(exp).read_text())
+    assert (st["epoch"], st["step"]) == (0, 0)
+    assert (exp.root / st["checkpoint_g"]).is_file() and (exp.root / st["checkpoint_d"]).is_file()

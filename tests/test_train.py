@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,8 @@ from infer.lib.errors import UserInputError
 from infer.lib.layout import ExperimentLayout
 from infer.modules.train.data import BucketBatchSampler, Sample, collate, load_sample, split_holdout
 from infer.modules.train.filelist import FilelistEntry
-from infer.modules.train.train import TrainSettings, auto_batch_size, slice_segments, state_path, train
-from tests.train_fixtures import TINY_D_PERIODS, copy_experiment, prepared_experiment, tiny_train_config
+from infer.modules.train.train import TrainSettings, auto_batch_size, slice_segments
+from tests.train_fixtures import tiny_train_config
 
 # ------------------------------------------------------------------------------------------ data
 
@@ -142,45 +141,3 @@ def test_auto_batch_size_on_cpu() -> None:
     cfg = tiny_train_config()
     assert auto_batch_size(cfg, cpu, training_precision(cpu), 100, 1) == 4
     assert auto_batch_size(cfg, cpu, training_precision(cpu), 3, 1) == 3
-
-
-# ------------------------------------------------------------------------------------------ training
-
-
-def _settings(exp: ExperimentLayout, **kw: object) -> TrainSettings:
-    d: dict = dict(
-        exp_root=str(exp.root),
-        version="v2",
-        sample_rate="40k",
-        use_f0=True,
-        name="joe",
-        epochs=1,
-        batch_size=8,
-        save_every_epoch=1,
-        from_scratch=True,
-        seed=1234,
-        device="cpu",
-        world_size=1,
-        learning_rate=1e-3,
-        holdout=2,
-        log_every=2,
-        discriminator_periods=TINY_D_PERIODS,
-    )
-    d.update(kw)
-    return TrainSettings(**d)
-
-
-@pytest.mark.slow
-def test_ddp_two_gloo_processes(tmp_path_factory: pytest.TempPathFactory, joe_1min: Path, tmp_path: Path) -> None:
-    exp = copy_experiment(prepared_experiment(tmp_path_factory, joe_1min), tmp_path / "exp")
-    rep = train(_settings(exp, world_size=2, batch_size=4, holdout=1))
-    assert rep.world_size == 2 and rep.epochs == 1
-    # 21 training segments + 2 mute, padded per bucket to multiples of 2 x 4; each rank took len(sampler) steps
-    assert rep.steps == len(rep.history) * rep.history[-1]["step"] // len(rep.history) >= 3
-    losses = rep.final_losses
-    assert losses and all(np.isfinite(v) for v in losses.values())
-    st = json.loads(state_path(exp).read_text())
-    assert st["step"] == rep.steps and (exp.root / st["checkpoint_g"]).is_file()
-    from infer.lib.checkpoint import load_small_model
-
-    assert load_small_model(rep.model_path).version == "v2"

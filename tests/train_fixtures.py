@@ -1,10 +1,9 @@
-"""A prepared experiment on ../shared/data/joe_1min, built once per test session by the real stages.
+"""Helpers for the training tests: a tiny network on ../shared/data/joe_1min through the real stages.
 
-Preprocess (our slicer), HuBERT features (a stand-in HuBERT base in the fairseq format: the real
-network, deterministic weights), pitch (pm), mute entries and the filelist, through `TrainModules`
-with `until="features"` and the filelist stage. Training tests copy the folder and train a tiny
-network on it: `tiny_train_config()` (conftest's tiny synthesizer, 3200-sample slices) with a
-two-period discriminator, from scratch.
+`tiny_modules()` is a `TrainModules` with conftest's tiny synthesizer (3200-sample slices), a
+discriminator with one period (plus the scale discriminator), from scratch, pitch by pm, and a
+stand-in HuBERT base in the fairseq format (the real network with deterministic weights).
+`copy_experiment()` gives a test its own copy of an experiment folder.
 """
 
 from __future__ import annotations
@@ -75,20 +74,20 @@ def tiny_modules(workdir: Path, tmp_path_factory: Any, **kw: Any) -> Any:
     )
 
 
-def prepared_experiment(tmp_path_factory: Any, joe_1min: Path) -> ExperimentLayout:
-    """The experiment folder after preprocess, features, f0 and filelist (shared; copy before writing)."""
-    if "exp" not in _CACHE:
-        root = tmp_path_factory.mktemp("prepared") / "exp"
-        tm = tiny_modules(root, tmp_path_factory)
-        tm.run(sorted(joe_1min.glob("*.wav")), root.parent / "unused.zip", until="features")
-        tm.filelist()
-        _CACHE["exp"] = tm.exp
-    return _CACHE["exp"]
+def copy_experiment(src: ExperimentLayout, dst: Path, keep_training: bool = False) -> ExperimentLayout:
+    """A private copy of an experiment folder (filelist rewritten to point into the copy).
 
+    Without `keep_training` the copy is as before the train stage: no checkpoints, state, models,
+    TensorBoard logs or index.
+    """
+    from infer.modules.train.train import STATE_FILE
 
-def copy_experiment(src: ExperimentLayout, dst: Path) -> ExperimentLayout:
-    """A private copy of a prepared experiment; the filelist is rewritten to point into the copy."""
-    shutil.copytree(src.root, dst)
+    def skip(_d: str, names: list[str]) -> set[str]:
+        if keep_training:
+            return set()
+        return {n for n in names if n.endswith((".pth", ".index")) or n in (STATE_FILE, "tensorboard", "train.log")}
+
+    shutil.copytree(src.root, dst, ignore=skip)
     exp = ExperimentLayout(dst, src.version)
     text = exp.filelist_path.read_text().replace(str(src.root.resolve()), str(dst.resolve()))
     exp.filelist_path.write_text(text)

@@ -580,20 +580,44 @@ class TrainModules:
         return rep
 
     def make_preview(self) -> Path | None:
-        """preview.wav: a held-out (else the first) segment converted by the trained model, when VC exists."""
+        """preview.wav: held-out audio of the user's voice converted by the trained model (VC, issue 8).
+
+        Skipped (logged) when conversion is unavailable or fails: a preview never sinks a finished run.
+        """
         if not self.o.preview or self._train_report is None:
             return None
         try:
-            from infer.modules.vc import preview as vc_preview  # type: ignore[attr-defined]
+            from infer.modules.vc import VC, ConvertParams, write_preview
         except ImportError:
             _log.info("preview.wav skipped: the conversion module is not available")
             return None
         try:
-            src = sorted(self.exp.gt_wavs_dir.glob("*.wav"))[0]
+            import numpy as np
+
+            from infer.lib.audio import load_audio
+            from infer.lib.weights import HUBERT, RMVPE
+
+            names = self._train_report.get("holdout_segments") or []
+            srcs = [self.exp.wavs16k_dir / n for n in names if (self.exp.wavs16k_dir / n).is_file()]
+            if not srcs:
+                srcs = sorted(self.exp.wavs16k_dir.glob("*.wav"))[:3]
+            source = np.concatenate([load_audio(p, 16000) for p in srcs])
+            vc = VC(
+                device=self.device, half=False, hubert_path=self.weights.get(HUBERT), rmvpe_path=self.weights.get(RMVPE)
+            )
             out = self.exp.reports_dir / "preview.wav"
-            vc_preview(Path(self._train_report["model_path"]), self._index_path, src, out, weights=self.weights)
+            method = self.o.f0method if self.o.f0method != "rmvpe_gpu" or self.device.startswith("cuda") else "rmvpe"
+            write_preview(
+                out,
+                Path(self._train_report["model_path"]),
+                source,
+                16000,
+                self._index_path,
+                vc=vc,
+                params=ConvertParams(f0_method=method, seed=self.o.seed),
+            )
             return out if out.is_file() else None
-        except Exception as e:  # a preview must never sink a finished training run
+        except Exception as e:  # noqa: BLE001 - a preview must never sink a finished training run
             _log.warning("preview.wav skipped: %s", e)
             return None
 
@@ -624,6 +648,7 @@ class TrainModules:
                     "precision",
                     "n_train_segments",
                     "n_holdout_segments",
+                    "holdout_segments",
                     "skipped_steps",
                     "final_losses",
                     "initial_holdout_mel",

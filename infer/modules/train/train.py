@@ -143,6 +143,7 @@ class TrainReport:
     precision: str
     n_train_segments: int
     n_holdout_segments: int
+    holdout_segments: list[str]
     in_memory: bool
     skipped_steps: int
     final_losses: dict[str, float]
@@ -454,7 +455,7 @@ class _Trainer:
         self.scaler.scale(loss_d).backward()
         self.scaler.unscale_(self.optim_d)
         gn_d = _finite_grad_norm(list(self.net_d.parameters()))
-        ok_d = math.isfinite(gn_d) and math.isfinite(float(loss_d))
+        ok_d = math.isfinite(gn_d) and math.isfinite(float(loss_d.detach()))
         if ok_d:
             self.scaler.step(self.optim_d)
         # Generator
@@ -471,7 +472,7 @@ class _Trainer:
         self.scaler.scale(loss_g).backward()
         self.scaler.unscale_(self.optim_g)
         gn_g = _finite_grad_norm(list(self.net_g.parameters()))
-        ok_g = math.isfinite(gn_g) and math.isfinite(float(loss_g))
+        ok_g = math.isfinite(gn_g) and math.isfinite(float(loss_g.detach()))
         if ok_g:
             self.scaler.step(self.optim_g)
         self.scaler.update()
@@ -486,13 +487,13 @@ class _Trainer:
                 )
             return None
         return {
-            "loss_d": float(loss_d),
-            "loss_g": float(loss_g),
-            "loss_gen": float(loss_gen),
-            "loss_fm": float(loss_fm),
-            "loss_mel": float(loss_mel),
-            "loss_kl": float(loss_kl),
-            "mel_l1": float(mel_l1),
+            "loss_d": float(loss_d.detach()),
+            "loss_g": float(loss_g.detach()),
+            "loss_gen": float(loss_gen.detach()),
+            "loss_fm": float(loss_fm.detach()),
+            "loss_mel": float(loss_mel.detach()),
+            "loss_kl": float(loss_kl.detach()),
+            "mel_l1": float(mel_l1.detach()),
             "grad_norm_g": gn_g,
             "grad_norm_d": gn_d,
         }
@@ -732,6 +733,7 @@ class _Trainer:
             precision=self.precision.name,
             n_train_segments=len(self.train_entries),
             n_holdout_segments=len(self.held_entries),
+            holdout_segments=[e.gt_wav.name for e in self.held_entries],
             in_memory=self.in_memory,
             skipped_steps=self.skipped,
             final_losses={k: v for k, v in last.items() if k.startswith(("loss_", "mel_"))},
