@@ -246,17 +246,24 @@ def trim_silence(audio: np.ndarray, sr: int, top_db: float = 40.0) -> np.ndarray
     """Remove leading and trailing silence (quieter than `top_db` below the peak); pauses inside stay.
 
     Frames of 2048/512 samples at 44.1 kHz scaled to `sr`. Returns a view of `audio`; an all-silent
-    input comes back empty.
+    input comes back empty. The same cut as `librosa.effects.trim(audio, top_db=top_db, frame_length,
+    hop_length)` (frame RMS in dB below the loudest frame), computed by `frame_rms` in blocks.
     """
-    import librosa
+    from infer.lib.slicer import frame_rms
 
     if audio.size == 0 or float(np.abs(audio).max()) < 1e-5:  # empty or digital silence (below -100 dBFS)
         return audio[:0]
     scale = sr / 44100
     frame = max(64, int(2 ** round(np.log2(2048 * scale))))
     hop = frame // 4
-    _, (start, end) = librosa.effects.trim(audio, top_db=top_db, frame_length=frame, hop_length=hop)
-    return audio[start:end]
+    rms = frame_rms(audio, frame, hop)
+    ref = rms.max()  # amplitude_to_db(rms, ref=np.max, amin=1e-5) > -top_db, as librosa computes it
+    db = 10.0 * np.log10(np.maximum(1e-10, np.square(rms)))
+    db -= 10.0 * np.log10(np.maximum(1e-10, ref**2))
+    loud = np.flatnonzero(db > -top_db)
+    if loud.size == 0:
+        return audio[:0]
+    return audio[int(loud[0]) * hop : min(audio.shape[0], (int(loud[-1]) + 1) * hop)]
 
 
 # ---- stand-in weights -----------------------------------------------------------------------------

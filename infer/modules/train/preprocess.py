@@ -184,9 +184,21 @@ def _write_pcm16(path: Path, audio: np.ndarray, sr: int) -> None:
         sf.write(str(tmp), np.clip(audio, -1.0, 1.0), sr, subtype="PCM_16", format="WAV")
 
 
+def resample_to_16k(x: np.ndarray, sr: int) -> np.ndarray:
+    """`librosa.resample(x, orig_sr=sr, target_sr=16000)` (soxr "HQ", length ceil(T * 16000 / sr)),
+    calling soxr directly: the same samples without importing librosa in every worker."""
+    if sr == SR_16K:
+        return x
+    import soxr
+
+    n = int(np.ceil(x.shape[0] * SR_16K / sr))
+    y = soxr.resample(x, sr, SR_16K, quality="soxr_hq")
+    y = y[:n] if y.shape[0] >= n else np.pad(y, (0, n - y.shape[0]))
+    return np.asarray(y, dtype=x.dtype)
+
+
 def _process_file(task: _Task) -> FileReport:
     """One input file through trim, filter, slicer, segmentation, normalisation and writing."""
-    import librosa
     from scipy import signal
 
     info = task.info
@@ -224,7 +236,7 @@ def _process_file(task: _Task) -> FileReport:
                 dropped += 1
                 continue
             _write_pcm16(gt_dir / name, seg, task.sr)
-            seg16 = librosa.resample(seg, orig_sr=task.sr, target_sr=SR_16K) if task.sr != SR_16K else seg
+            seg16 = resample_to_16k(seg, task.sr)
             _write_pcm16(w16_dir / name, seg16, SR_16K)
             kept_n += 1
             kept_samples += max(0, end - max(start, covered_to))
