@@ -117,31 +117,14 @@ class F0Settings:
 
 
 def _import_pyworld() -> Any:
-    """pyworld 0.3.5's `__init__` needs `pkg_resources` (gone from new setuptools); load the extension directly."""
-    try:
+    """pyworld 0.3.5 imports `pkg_resources` (requirements pin setuptools<81); silence its deprecation warning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
         import pyworld
 
-        return pyworld
-    except ModuleNotFoundError as e:
-        if e.name != "pkg_resources":
-            raise
-    import importlib.machinery
-    import importlib.util
-    import sys
-
-    if "pyworld.pyworld" in sys.modules:
-        return sys.modules["pyworld.pyworld"]
-    for entry in sys.path:
-        pkg = Path(entry or ".") / "pyworld"
-        for so in sorted(pkg.glob("pyworld*.so")) if pkg.is_dir() else []:
-            loader = importlib.machinery.ExtensionFileLoader("pyworld", str(so))
-            spec = importlib.util.spec_from_file_location("pyworld", so, loader=loader)
-            assert spec is not None
-            mod = importlib.util.module_from_spec(spec)
-            loader.exec_module(mod)
-            sys.modules["pyworld.pyworld"] = mod
-            return mod
-    raise ModuleNotFoundError("pyworld is not installed")
+    return pyworld
 
 
 def _fit(f0: np.ndarray, n: int) -> np.ndarray:
