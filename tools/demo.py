@@ -174,13 +174,20 @@ def main(argv: list[str] | None = None) -> int:
     index = next(iter(sorted(model_dir.glob("added_IVF*.index"))), None)
     wd = WeightDownloader()
     vc = VC(hubert_path=wd.fetch([HUBERT])[HUBERT], rmvpe_path=wd.path(RMVPE))
+    # a few seconds are enough to hear it (the full-size synthesizer is slow on a CPU)
+    from infer.lib.audio import load_audio
+
+    sample = args.out / "sample_excerpt.wav"
+    import soundfile as sf
+
+    sf.write(sample, load_audio(files[0], 16000)[: 16000 * (30 if gpu else 6)], 16000)
     preview = args.out / "converted_sample.wav"
-    vc.convert_file(files[0], preview, model, index, ConvertParams(f0_method="pm" if not gpu else "rmvpe"))
+    vc.convert_file(sample, preview, model, index, ConvertParams(f0_method="pm" if not gpu else "rmvpe"))
 
     print(flush=True)
     print(f"demo: done in {time.monotonic() - t_start:.0f}s", flush=True)
     print(f"  model zip:         {zip_path}", flush=True)
-    print(f"  converted sample:  {preview}  (from {files[0].name})", flush=True)
+    print(f"  converted sample:  {preview}  (from {sample.name}, the start of {files[0].name})", flush=True)
     if (model_dir / "preview.wav").is_file():
         print(f"  training preview:  {model_dir / 'preview.wav'}", flush=True)
     if standin:
