@@ -17,6 +17,7 @@ Predictor build it from their inputs. `TrainModules(options, workdir).run(inputs
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import platform
@@ -25,7 +26,7 @@ import shutil
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -699,9 +700,17 @@ class TrainModules:
         self.check_resume()
         self.exp.root.mkdir(parents=True, exist_ok=True)
         self.exp.make_dirs()
-        from infer.lib.log import setup_logging
+        with _job_log(self.exp.log_path):
+            try:
+                return self._run(files, Path(out), until)
+            except CancelledError as e:
+                _log.warning("cancelled: %s", e)
+                raise
+            except Exception as e:
+                _log.error("training job failed: %s", e, exc_info=not isinstance(e, UserInputError))
+                raise
 
-        setup_logging(log_file=str(self.exp.log_path))
+    def _run(self, files: list[Path], out: Path, until: str | None) -> PipelineResult:
         _log.info("training job %s: %s", self.o.experiment_name, json.dumps(self.o.to_dict()))
         self._stage("weights", lambda: {"names": [str(n) for n in self.fetch_weights(until)]})
         self._stage("preprocess", lambda: self.preprocess(files))
@@ -729,6 +738,25 @@ class TrainModules:
             ", ".join(f"{r.name} {r.seconds:.1f}s" for r in self.results),
         )
         return result
+
+
+@contextlib.contextmanager
+def _job_log(path: Path) -> Iterator[None]:
+    """Log lines of the project go to `path` (the experiment's train.log) while inside; stdout too."""
+    import logging
+
+    from infer.lib.log import _FORMAT, ROOT, setup_logging
+
+    setup_logging()
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter(_FORMAT, "%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger(ROOT)
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
 
 
 def options_from_dict(d: dict[str, Any]) -> TrainOptions:

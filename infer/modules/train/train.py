@@ -101,7 +101,7 @@ class TrainSettings:
     learning_rate: float | None = None
     holdout: int | None = None
     memory_limit_mb: int = 2048
-    num_workers: int = 2
+    num_workers: int = 4
     log_every: int | None = None
     speaker_id: int = 0
     export_extras: dict[str, Any] = field(default_factory=dict)
@@ -315,7 +315,8 @@ class _Trainer:
             self.train_ds.lengths, batch_size, num_replicas=self.world, rank=self.rank, seed=self.s.seed
         )
         sampler.set_epoch(epoch)
-        if sampler.dropped and self.is_main and epoch == self._start_epoch:
+        if sampler.dropped and self.is_main and not getattr(self, "_warned_dropped", False):
+            self._warned_dropped = True
             _log.warning("data: %d segment(s) of 0.75 s or less are not used for training", len(sampler.dropped))
         if self.in_memory:
             loader: Any = (collate([self.train_ds[i] for i in ids]) for ids in sampler)
