@@ -61,3 +61,20 @@ def test_resample_to_16k_is_librosa_resample(speech, sr):
     got = resample_to_16k(x, sr)
     assert got.dtype == ref.dtype and np.array_equal(got, ref)
     assert resample_to_16k(x, 16000) is x
+
+
+def test_probe_all_in_parallel_keeps_file_order_and_lists_every_bad_file(tmp_path, joe_1min):
+    from infer.lib.errors import UserInputError
+    from infer.modules.train.preprocess import probe_all
+
+    wavs = sorted(Path(joe_1min).glob("*.wav"))
+    files = [wavs[i % len(wavs)] for i in range(10)]
+    one_by_one = probe_all(files, threads=1)
+    assert probe_all(files, threads=8) == one_by_one
+    assert [round(i["duration_s"], 2) for i in one_by_one] == [round(sf.info(str(f)).duration, 2) for f in files]
+    bad1, bad2 = tmp_path / "bad1.wav", tmp_path / "bad2.mp3"
+    bad1.write_bytes(b"RIFF not audio")
+    bad2.write_bytes(b"\x00" * 100)
+    with pytest.raises(UserInputError, match="2 of 12") as e:
+        probe_all([*files[:5], bad1, *files[5:], bad2], threads=8)
+    assert "bad1.wav" in str(e.value) and "bad2.mp3" in str(e.value)
