@@ -141,3 +141,31 @@ def test_auto_batch_size_on_cpu() -> None:
     cfg = tiny_train_config()
     assert auto_batch_size(cfg, cpu, training_precision(cpu), 100, 1) == 4
     assert auto_batch_size(cfg, cpu, training_precision(cpu), 3, 1) == 3
+
+
+@pytest.mark.slow
+def test_warm_start_from_pretrained_files(tmp_path: Path) -> None:
+    # The full-size v2/40k pair in the published layout (stand-in values) loads into the run's
+    # networks; a file for another sample rate is refused with a clear message before training.
+    import json as _json
+
+    from infer.lib.checkpoint import write_standin_pretrained
+    from infer.lib.config import load_config
+    from infer.modules.train.train import _Trainer
+
+    cfg = load_config("v2", "40k")
+    exp = ExperimentLayout(tmp_path / "exp", "v2")
+    exp.make_dirs()
+    exp.config_path.write_text(_json.dumps(cfg.to_dict()))
+    g = write_standin_pretrained(tmp_path / "f0G40k.pth", "v2", "40k", True, "G")
+    d = write_standin_pretrained(tmp_path / "f0D40k.pth", "v2", "40k", True, "D")
+    base = dict(exp_root=str(exp.root), version="v2", sample_rate="40k", use_f0=True, name="x", epochs=1, device="cpu")
+    tr = _Trainer(TrainSettings(**base, pretrained_g=str(g), pretrained_d=str(d)), 0, 1, 0, None)
+    tr.setup_models()
+    assert tr.standin is True and tr.start_epoch == 1 and tr.step == 0
+    raw = torch.load(g, map_location="cpu", weights_only=True)["model"]
+    assert torch.equal(tr.net_g.state_dict()["emb_g.weight"], raw["emb_g.weight"].float())
+    g48 = write_standin_pretrained(tmp_path / "f0G48k.pth", "v2", "48k", True, "G")
+    tr = _Trainer(TrainSettings(**base, pretrained_g=str(g48), pretrained_d=str(d)), 0, 1, 0, None)
+    with pytest.raises(UserInputError, match="48k"):
+        tr.setup_models()
