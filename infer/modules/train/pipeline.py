@@ -700,7 +700,9 @@ class TrainModules:
         self.check_resume()
         self.exp.root.mkdir(parents=True, exist_ok=True)
         self.exp.make_dirs()
-        with _job_log(self.exp.log_path):
+        from infer.modules.train.train import sigterm_sets
+
+        with _job_log(self.exp.log_path), sigterm_sets(self.cancel):
             try:
                 return self._run(files, Path(out), until)
             except CancelledError as e:

@@ -867,7 +867,7 @@ def run_worker(
 
 
 @contextlib.contextmanager
-def _sigterm_sets(event: Any) -> Iterator[None]:
+def sigterm_sets(event: Any) -> Iterator[None]:
     """While inside, SIGTERM sets `event` (main thread only; elsewhere nothing is installed)."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -892,7 +892,7 @@ def train(settings: TrainSettings, cancel: threading.Event | None = None, log_fi
         world, rank = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
         local = int(os.environ.get("LOCAL_RANK", rank))
         ev = cancel or threading.Event()
-        with _sigterm_sets(ev):
+        with sigterm_sets(ev):
             rep = run_worker(rank, world, local, settings, ev)
         if rep is None:
             rep = TrainReport.from_dict(json.loads((exp.reports_dir / REPORT_FILE).read_text()))
@@ -903,7 +903,7 @@ def train(settings: TrainSettings, cancel: threading.Event | None = None, log_fi
         world = max(1, torch.cuda.device_count()) if dev.type == "cuda" else 1
     if world == 1:
         ev = cancel or threading.Event()
-        with _sigterm_sets(ev):
+        with sigterm_sets(ev):
             rep = run_worker(0, 1, 0, settings, ev)
         assert rep is not None
         return rep
@@ -924,7 +924,7 @@ def train(settings: TrainSettings, cancel: threading.Event | None = None, log_fi
     (exp.reports_dir / REPORT_FILE).unlink(missing_ok=True)
     _log.info("starting %d DDP processes (%s)", world, "nccl" if dev.type == "cuda" else "gloo")
     try:
-        with _sigterm_sets(mp_cancel):
+        with sigterm_sets(mp_cancel):
             ctx_spawn = mp.start_processes(
                 _worker,
                 args=(world, settings, mp_cancel, _free_port(), log_file),
