@@ -10,7 +10,9 @@ Every stage runs in its own Python process (like the reference scripts it is com
 same experiment folder, in pipeline order; the parent samples the resident memory of that process
 and all its workers every 50 ms (peak RSS of the process tree) and reads the kernel's `ru_maxrss`
 high-water marks the stage process reports. `wall s` is the stage call itself (imports and
-interpreter start excluded; `proc_s` in the JSON includes them). RTF = wall / seconds of input audio.
+interpreter start excluded; `proc_s` in the JSON includes them). `CPU s` is the user + system time of
+the stage process and its workers (`os.wait4`, imports included): on a shared machine it moves much
+less than wall time. RTF = wall / seconds of input audio.
 
 Stages: download (WavDownloader from a 127.0.0.1 HTTP server serving the data folder, ffmpeg
 conversion included), enhance (full-size stand-in MossFormer2 on every file at 48 kHz; slow on CPU:
@@ -364,22 +366,23 @@ def worker_main(spec_path: str) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def weights_for(stages: list[str], quick: bool, weights_dir: Path | None) -> dict[str, str]:
-    """{weight name: path} for the stages, written as stand-ins once (unless `weights_dir` is given)."""
+def weights_for(stages: list[str], weights_dir: Path | None) -> dict[str, str]:
+    """{weight name: path} for every name the stages may ask for; the files the chosen stages read are
+    written as full-size stand-ins once (unless `weights_dir` is given)."""
     from infer.lib.weights import HUBERT, MOSSFORMER2, RMVPE
 
-    names = [HUBERT, RMVPE] + ([MOSSFORMER2] if "enhance" in stages else [])
+    needed = {HUBERT: "features" in stages, RMVPE: any(s.startswith("f0-rmvpe") for s in stages)}
+    needed[MOSSFORMER2] = "enhance" in stages
     if weights_dir is not None:
-        return {n: str(weights_dir / n) for n in names}
-    root = Path(os.environ.get("RVC_CACHE_DIR", Path.home() / ".cache" / "rvc"))
-    root = root / "bench-weights"  # full-size HuBERT even for --quick: the network takes 768-dim features
-    missing = [n for n in names if not (root / n).exists()]
+        return {n: str(weights_dir / n) for n in needed}
+    root = Path(os.environ.get("RVC_CACHE_DIR", Path.home() / ".cache" / "rvc")) / "bench-weights"
+    missing = [n for n, need in needed.items() if need and not (root / n).exists()]
     if missing:
         from tools.make_standin_weights import write_standins
 
         print(f"writing stand-in weights {missing} under {root} (once)", file=sys.stderr, flush=True)
         write_standins(root, missing)
-    return {n: str(root / n) for n in names}
+    return {n: str(root / n) for n in needed}
 
 
 def run_stage(spec: dict[str, Any], log_path: Path) -> dict[str, Any]:
@@ -397,13 +400,15 @@ def run_stage(spec: dict[str, Any], log_path: Path) -> dict[str, Any]:
             stderr=subprocess.STDOUT,
         )
         with PeakSampler(proc.pid) as sampler:
-            rc = proc.wait()
+            _, status, usage = os.wait4(proc.pid, 0)  # the child's CPU time, its reaped workers' included
+            rc = proc.returncode = os.waitstatus_to_exitcode(status)
     proc_s = time.monotonic() - t0
     if rc != 0 or not Path(spec["result"]).is_file():
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
         return {"error": f"exit code {rc}", "log_tail": tail, "proc_s": round(proc_s, 2)}
     res = json.loads(Path(spec["result"]).read_text())
     res["proc_s"] = round(proc_s, 2)
+    res["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 2)
     res["peak_rss_gb"] = round(sampler.peak / GiB, 3)
     return res
 
@@ -486,6 +491,7 @@ def summaries(rows: list[dict[str, Any]], set_name: str, audio_s: float) -> list
         if not all(s in by for s in stages):
             continue
         wall = sum(by[s]["wall_s"] for s in stages)
+        cpu = sum(by[s].get("cpu_s") or 0.0 for s in stages)
         ref = None
         if ref_stages and all(set_name in REFERENCE_S.get(s, {}) for s in ref_stages):
             ref = sum(REFERENCE_S[s][set_name] for s in ref_stages)
@@ -496,6 +502,7 @@ def summaries(rows: list[dict[str, Any]], set_name: str, audio_s: float) -> list
                 "stage": label,
                 "summary": True,
                 "wall_s": round(wall, 2),
+                "cpu_s": round(cpu, 2),
                 "rtf": round(wall / audio_s, 5) if audio_s else None,
                 "peak_rss_gb": max(by[s].get("peak_rss_gb", 0) for s in stages),
                 "reference_s": ref,
@@ -507,12 +514,13 @@ def summaries(rows: list[dict[str, Any]], set_name: str, audio_s: float) -> list
 
 
 def print_table(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
-    header = ["set", "stage", "wall s", "RTF", "peak RSS GB", "ref s", "x ref", "ref RSS GB", "note"]
+    header = ["set", "stage", "wall s", "CPU s", "RTF", "peak RSS GB", "ref s", "x ref", "ref RSS GB", "note"]
     body = [
         [
             r["set"],
             ("**" + r["stage"] + "**") if r.get("summary") else r["stage"],
             r.get("wall_s"),
+            r.get("cpu_s"),
             None if r.get("rtf") is None else f"{r['rtf']:.4f}",
             r.get("peak_rss_gb"),
             r.get("reference_s"),
@@ -572,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
             steps_for.update({s: int(part) for s in sets})
     info = device_info()
     info["device"] = "cuda" if cuda else "cpu"
-    weights = weights_for(stages, args.quick, args.weights)
+    weights = weights_for(stages, args.weights)
     rows: list[dict[str, Any]] = []
     keep = args.keep
     tmp = tempfile.mkdtemp(prefix="rvc-bench-") if keep is None else None
