@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
 from infer.lib.errors import UserInputError
 from infer.modules.vc.pipeline import (
@@ -17,6 +22,7 @@ from infer.modules.vc.pipeline import (
     retrieve_features,
 )
 from infer.modules.vc.vc import pick_preview_excerpt, read_feature_index
+from tests.conftest import make_tiny_config
 
 SR16 = 16000
 
@@ -148,11 +154,7 @@ def test_preview_excerpt_is_the_loudest_stretch():
 # Real networks and files: the published HuBERT architecture with stand-in values (the tiny stand-in's
 # 16/32-dim features cannot feed an RVC generator, which takes 256/768), tiny generators exported in
 # our small-model layout and rewritten in the RVC WebUI and Applio layouts, faiss indexes, pm pitch.
-from pathlib import Path  # noqa: E402
 
-import torch  # noqa: E402
-
-from tests.conftest import make_tiny_config  # noqa: E402
 
 FAST = {"f0_method": "pm", "seed": 0}
 
@@ -412,3 +414,75 @@ def test_write_preview(vc, models, joe_1min, tmp_path):
     info = sf.info(out)
     assert info.samplerate == 32000 and abs(info.duration - 1.5) < 0.01 and info.subtype == "PCM_16"
     assert result.to_dict()["model_sha256"] == vc.load_model(models["v1_32k_nof0"]).sha256
+
+
+def _long_input(joe_1min: Path, path: Path, seconds: float) -> Path:
+    """`seconds` of real speech (the joe_1min clips end to end, repeated as needed) at 22.05 kHz."""
+    import soundfile as sf
+
+    parts = [sf.read(p, dtype="float32") for p in sorted(joe_1min.glob("*.wav"))]
+    sr = parts[0][1]
+    x = np.concatenate([a for a, _ in parts])
+    x = np.tile(x, int(np.ceil(seconds * sr / len(x))))[: int(seconds * sr)]
+    sf.write(path, x, sr, subtype="PCM_16")
+    return path
+
+
+def _cli(tmp_path: Path, model: Path, hubert: Path, src: Path, name: str, *extra: str) -> dict:
+    import json
+
+    out, report = tmp_path / f"{name}.wav", tmp_path / f"{name}.json"
+    cmd = [sys.executable, "-m", "tools.convert", "--model", str(model), "--input", str(src), "--output", str(out)]
+    cmd += ["--hubert", str(hubert), "--f0-method", "pm", "--device", "cpu", "--seed", "0", "--report", str(report)]
+    proc = subprocess.run(cmd + list(extra), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return json.loads(report.read_text()) | {"out": out}
+
+
+def test_cli_converts_in_windows(models, standin_hubert, joe_1min, tmp_path):
+    import soundfile as sf
+
+    src = _long_input(joe_1min, tmp_path / "in.wav", 9.0)
+    r = _cli(
+        tmp_path, models["v1_48k_f0"], standin_hubert, src, "out", "--window-seconds", "4", "--resample-sr", "22050"
+    )
+    info = sf.info(r["out"])
+    assert info.samplerate == 22050 and abs(info.duration - 9.0) < 0.01 and info.subtype == "PCM_16"
+    assert r["stats"]["windows"] == 3 and r["sample_rate"] == 22050 and r["params"]["f0_method"] == "pm"
+    assert r["peak_rss_mib"] > 0
+
+
+@pytest.mark.slow
+def test_cli_converts_60s_in_windows_with_bounded_memory(models, standin_hubert, joe_1min, tmp_path):
+    """A 60 s input goes through in 8 s windows; its peak memory is about that of a 30 s input.
+
+    The working set is one window (up to center + 2 query + 2 pad = 12.7 s of audio through HuBERT
+    base); before conversion ran without oneDNN on the CPU it grew ~100 MiB per window (+680 MiB here).
+    """
+    import soundfile as sf
+
+    model = models["v2_40k_f0"]
+    src30, src60 = (_long_input(joe_1min, tmp_path / f"in{s}.wav", float(s)) for s in (30, 60))
+    short = _cli(tmp_path, model, standin_hubert, src30, "short", "--window-seconds", "8")
+    long = _cli(tmp_path, model, standin_hubert, src60, "long", "--window-seconds", "8", "--resample-sr", "44100")
+    info = sf.info(long["out"])
+    assert info.samplerate == 44100 and abs(info.duration - 60.0) < 0.01
+    assert long["stats"]["windows"] >= 7 and short["stats"]["windows"] >= 3
+    assert long["stats"]["input_seconds"] == pytest.approx(60.0, abs=1e-3)
+    # twice the input and the windows, the same working set (plus a few copies of the audio: ~10 MiB;
+    # the longest window of each input differs by a second or two)
+    assert long["peak_rss_mib"] - short["peak_rss_mib"] < 150, (short["peak_rss_mib"], long["peak_rss_mib"])
+
+
+def test_cli_refuses_wrong_files_with_exit_code_2(models, standin_hubert, tmp_path, speech):
+    import soundfile as sf
+
+    src = tmp_path / "in.wav"
+    sf.write(src, speech, SR16)
+    bad = tmp_path / "voice.index"
+    bad.write_text("not an index")
+    cmd = [sys.executable, "-m", "tools.convert", "--model", str(models["v1_32k_nof0"]), "--index", str(bad)]
+    cmd += ["--input", str(src), "--output", str(tmp_path / "o.wav"), "--hubert", str(standin_hubert)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "not a FAISS index" in proc.stdout + proc.stderr
+    assert not (tmp_path / "o.wav").exists()

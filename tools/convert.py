@@ -41,8 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hubert", default=None, help="hubert_base.pt (default: from the weights folder)")
     p.add_argument("--rmvpe", default=None, help="rmvpe.pt (default: from the weights folder)")
     p.add_argument("--window-seconds", type=float, default=None, help="split inputs longer than this (seconds)")
-    p.add_argument("--report", default=None, help="write a JSON report of the conversion here")
+    p.add_argument("--report", default=None, help="write a JSON report (settings, timings, peak memory) here")
     return p
+
+
+def _peak_rss_mib() -> float | None:
+    """This process's peak resident memory in MiB (None where `resource` is missing)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     log.info("wrote %s (%.1fs at %d Hz)", args.output, len(result.audio) / result.sample_rate, result.sample_rate)
     if args.report:
-        atomic_write_text(args.report, json.dumps(result.to_dict(), indent=2))
+        report = result.to_dict()
+        report["peak_rss_mib"] = _peak_rss_mib()
+        atomic_write_text(args.report, json.dumps(report, indent=2))
     return 0
 
 

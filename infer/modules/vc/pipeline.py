@@ -250,11 +250,12 @@ def protect_mask(pitchf: torch.Tensor, protect: float) -> torch.Tensor:
     return torch.where(pitchf > 0, 1.0, protect).to(torch.float32).unsqueeze(-1)
 
 
-def mix_rms(source16k: np.ndarray, converted: np.ndarray, out_sr: int, rate: float) -> np.ndarray:
+def mix_rms(source16k: np.ndarray, converted: np.ndarray, out_sr: int, rate: float, chunk: int = 1 << 20) -> np.ndarray:
     """Move `converted`'s loudness envelope towards the source's: out = y * rms_src^(1-rate) * rms_y^(rate-1).
 
     RMS is taken over centred half-second frames (frame = hop = sr / 2 samples, as the reference) and
-    interpolated linearly to every output sample. rate 1 returns `converted` unchanged.
+    interpolated linearly to every output sample, `chunk` samples at a time (memory stays bounded).
+    rate 1 returns `converted` unchanged; otherwise `converted` is scaled in place and returned.
     """
     import librosa
 
@@ -262,14 +263,19 @@ def mix_rms(source16k: np.ndarray, converted: np.ndarray, out_sr: int, rate: flo
         return converted
 
     def envelope(y: np.ndarray, sr: int) -> np.ndarray:
-        frame = sr // 2 * 2
-        rms = librosa.feature.rms(y=y, frame_length=frame, hop_length=sr // 2)[0]
-        pos = np.linspace(0, len(rms) - 1, len(converted)) if len(rms) > 1 else np.zeros(len(converted))
-        return np.interp(pos, np.arange(len(rms)), rms)
+        return librosa.feature.rms(y=y, frame_length=sr // 2 * 2, hop_length=sr // 2)[0].astype(np.float64)
 
     src = envelope(np.asarray(source16k, np.float32), HUBERT_SR)
-    out = np.maximum(envelope(converted, out_sr), 1e-6)
-    return (converted * (np.power(src, 1.0 - rate) * np.power(out, rate - 1.0))).astype(np.float32)
+    out = envelope(converted, out_sr)
+    n = len(converted)
+    converted = np.asarray(converted, np.float32)
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        t = np.arange(start, stop, dtype=np.float64) / max(n - 1, 1)  # 0..1 over the whole output
+        s_env = np.interp(t * (len(src) - 1), np.arange(len(src)), src)
+        o_env = np.maximum(np.interp(t * (len(out) - 1), np.arange(len(out)), out), 1e-6)
+        converted[start:stop] *= (np.power(s_env, 1.0 - rate) * np.power(o_env, rate - 1.0)).astype(np.float32)
+    return converted
 
 
 def limit_peak(audio: np.ndarray, peak: float = OUTPUT_PEAK) -> np.ndarray:
@@ -290,6 +296,25 @@ def seeded(seed: int | None) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
+
+
+@contextlib.contextmanager
+def bounded_cpu_memory(device: torch.device) -> Iterator[None]:
+    """On the CPU, run without oneDNN (mkldnn) inside the block (restored after).
+
+    oneDNN keeps primitives (with their buffers) for every input shape it sees; every conversion window
+    has its own length, so memory grew by ~100 MiB per window on a 60 s input. PyTorch's own CPU
+    kernels keep the working set flat at about the same speed for these networks.
+    """
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        yield
+        return
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before
 
 
 # ------------------------------------------------------------------------------------ the pipeline
@@ -370,7 +395,7 @@ class Pipeline:
         sid = torch.tensor([params.speaker_id], device=self.device, dtype=torch.long)
         use_index = self.index is not None and params.index_rate > 0
         stats.index_used = use_index
-        with torch.inference_mode(), seeded(params.seed):
+        with torch.inference_mode(), seeded(params.seed), bounded_cpu_memory(self.device):
             for a, b in spans:
                 seg = padded[a * FRAME : (b + 2 * pad + 1) * FRAME]
                 y = self._convert_window(seg, params, sid, use_index, stats)
