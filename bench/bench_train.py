@@ -3,7 +3,8 @@
     python -m bench.bench_train [--version v2] [--sample-rate 40k] [--batch 4] [--steps 3] [--device cpu]
 
 Prints s/step (after one warm-up step) for the full-size synthesizer and discriminator of the chosen
-variant, through the same `train_step` the training loop uses (precision from the device: fp32 on
+variant (and the process CPU seconds per step, which read better on a shared machine), through the
+same `train_step` the training loop uses (precision from the device: fp32 on
 CPU, bf16/fp16 on CUDA). The reference RVC scripts take about 16 s a step for v2/40k at batch 4 on
 the 2-core CPU machine of `../shared/reference/bench-cpu.md`.
 """
@@ -61,14 +62,16 @@ def main() -> None:
         if tr.device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
+        c0 = time.process_time()
         for _ in range(a.steps):
             tr.train_step(batch)
         if tr.device.type == "cuda":
             torch.cuda.synchronize()
         per = (time.perf_counter() - t0) / a.steps
+        cpu = (time.process_time() - c0) / a.steps
         print(
             f"train step {a.version}/{a.sample_rate} f0, batch {b} x {t} frames, {tr.precision.name} on {tr.device} "
-            f"({torch.get_num_threads()} threads): {per:.2f} s/step"
+            f"({torch.get_num_threads()} threads): {per:.2f} s/step wall, {cpu:.2f} CPU-s/step"
         )
 
 
