@@ -227,3 +227,37 @@ def test_cancel_saves_a_checkpoint_then_raises(trained: dict[str, Any], tmp_path
     st = json.loads(state_path(exp).read_text())
     assert (st["epoch"], st["step"]) == (0, 0)
     assert (exp.root / st["checkpoint_g"]).is_file() and (exp.root / st["checkpoint_d"]).is_file()
+
+
+def test_weights_come_from_the_weights_folder_and_standins_are_named(tmp_path: Path, tmp_path_factory) -> None:
+    # A stand-in folder written by the real tool, used offline through WeightDownloader.
+    from infer.lib.weights import WeightsSettings
+    from infer.modules.train.pipeline import TrainModules
+    from tests.train_fixtures import tiny_options
+    from tools.make_standin_weights import main as make_standins
+
+    wd = tmp_path / "weights"
+    assert make_standins(["--out", str(wd), "--tiny-hubert", "--names", "hubert/hubert_base.pt"]) == 0
+    tm = TrainModules(
+        tiny_options(),
+        tmp_path / "exp",
+        config=tiny_train_config(),
+        weights_settings=WeightsSettings(weights_dir=wd, offline=True),
+    )
+    assert tm.required_weights() == ["hubert/hubert_base.pt"]  # from scratch, pm, no enhancement
+    paths = tm.fetch_weights()
+    assert paths == {"hubert/hubert_base.pt": wd / "hubert" / "hubert_base.pt"}
+    assert tm.standin == ["hubert/hubert_base.pt"]
+    real = TrainModules(
+        tiny_options(from_scratch=False, f0method="rmvpe", enhance_audio=True),
+        tmp_path / "exp2",
+        config=tiny_train_config(),
+    )
+    assert real.required_weights() == [
+        "hubert/hubert_base.pt",
+        "pretrained_v2/f0G40k.pth",
+        "pretrained_v2/f0D40k.pth",
+        "rmvpe/rmvpe.pt",
+        "mossformer2/MossFormer2_SE_48K",
+    ]
+    assert real.required_weights("preprocess") == ["mossformer2/MossFormer2_SE_48K"]

@@ -417,22 +417,29 @@ class TrainModules:
         return names
 
     def fetch_weights(self, until: str | None = None) -> dict[str, Path]:
-        """Paths of every weight the job needs (fetched unless given); records stand-ins."""
+        """Paths of every weight the job needs (fetched unless given); records stand-ins in `standin`."""
+        from infer.lib.weights import STANDIN_MANIFEST, WeightDownloader, WeightsSettings
+
         names = self.required_weights(until)
+        settings = self._weights_settings or WeightsSettings.from_env()
         if self._weight_paths is not None:
             missing = [n for n in names if n not in self._weight_paths]
             if missing:
                 raise UserInputError(f"weights not given: {', '.join(missing)}")
             paths = {n: Path(self._weight_paths[n]) for n in names}
         else:
-            from infer.lib.weights import STANDIN_MANIFEST, WeightDownloader, WeightsSettings
-
-            settings = self._weights_settings or WeightsSettings.from_env()
             paths = WeightDownloader(settings).fetch(names)
-            sm = Path(settings.weights_dir) / STANDIN_MANIFEST
-            if sm.is_file():
+        sm = Path(settings.weights_dir) / STANDIN_MANIFEST
+        if sm.is_file():
+            try:
                 files = json.loads(sm.read_text()).get("files", {})
-                self.standin = sorted({n for n in names if n in files or any(f.startswith(n + "/") for f in files)})
+            except (OSError, ValueError):
+                files = {}
+            wd = Path(settings.weights_dir).resolve()
+            for n, p in paths.items():
+                listed = n in files or any(f.startswith(n + "/") for f in files)
+                if listed and Path(p).resolve() == (wd / n).resolve():
+                    self.standin = sorted({*self.standin, n})
         self.weights = paths
         return paths
 
