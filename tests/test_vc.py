@@ -486,3 +486,32 @@ def test_cli_refuses_wrong_files_with_exit_code_2(models, standin_hubert, tmp_pa
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "not a FAISS index" in proc.stdout + proc.stderr
     assert not (tmp_path / "o.wav").exists()
+
+
+@pytest.mark.slow
+def test_converts_with_a_model_our_training_just_produced(tmp_path_factory, joe_1min, speech, vc):
+    """The whole training pipeline (tiny network, 2 epochs on joe_1min), then its zip's model and index."""
+    import zipfile
+
+    import soundfile as sf
+
+    from infer.modules.vc import ConvertParams
+    from tests.train_fixtures import tiny_modules
+
+    root = tmp_path_factory.mktemp("trained")
+    tm = tiny_modules(root / "exp", tmp_path_factory)
+    res = tm.run(sorted(joe_1min.glob("*.wav")), root / "joe.zip")
+    with zipfile.ZipFile(res.zip_path) as z:
+        z.extractall(root / "zip")
+        preview = root / "zip" / "preview.wav"
+        assert preview.is_file() and sf.info(preview).samplerate == 40000  # written by write_preview
+    model = vc.load_model(root / "zip" / "joe.pth")
+    index = next((root / "zip").glob("added_IVF*_joe_v2.index"))
+    assert (model.version, model.sample_rate, model.use_f0) == ("v2", 40000, True)
+    with _Capture(model.net_g.enc_p) as content:
+        r0 = vc.convert_detailed(speech, SR16, model, index, ConvertParams(index_rate=0.0, **FAST))
+        c0 = content.take()
+        r1 = vc.convert_detailed(speech, SR16, model, index, ConvertParams(index_rate=1.0, **FAST))
+        c1 = content.take()
+    assert r1.stats.index_searches > 0 and not torch.equal(c0, c1) and not np.array_equal(r0.audio, r1.audio)
+    assert len(r1.audio) == round(len(speech) * 40000 / SR16) and np.std(r1.audio) > 1e-4
