@@ -115,7 +115,7 @@ class TrainService:
         include_checkpoints: bool,
         seed_text: str,
     ) -> Iterator[tuple[str, str, str | None, str | None]]:
-        """Generator for gradio: yields (log, status, zip path, zip path for the Convert tab)."""
+        """Generator for gradio: yields (log, status, zip path, zip path for the Convert tab, preview.wav)."""
         from infer.lib.errors import UserInputError
         from predict import validate_request
 
@@ -138,7 +138,7 @@ class TrainService:
             return "\n".join(lines)
 
         if not self._lock.acquire(blocking=False):
-            yield "", "Another training job is running; wait for it to finish.", None, None
+            yield "", "Another training job is running; wait for it to finish.", None, None, None
             return
         rvc_logger = logging.getLogger("rvc")
         rvc_logger.addHandler(handler)
@@ -184,19 +184,40 @@ class TrainService:
             t.start()
             while t.is_alive():
                 t.join(0.5)
-                yield drain(), f"Training... {state['stage']}", None, None
+                yield drain(), f"Training... {state['stage']}", None, None, None
             err = state["error"]
             if err is None:
-                yield drain(), f"Done: {Path(state['result']).name}", state["result"], state["result"]
+                preview = preview_from_zip(Path(state["result"]), tmp)
+                yield drain(), f"Done: {Path(state['result']).name}", state["result"], state["result"], preview
             elif isinstance(err, UserInputError):
-                yield drain(), f"Error: {err}", None, None
+                yield drain(), f"Error: {err}", None, None, None
             else:
-                yield drain(), f"Internal error ({type(err).__name__}: {err}); the log has the details.", None, None
+                yield (
+                    drain(),
+                    f"Internal error ({type(err).__name__}: {err}); the log has the details.",
+                    None,
+                    None,
+                    None,
+                )
         except UserInputError as e:
-            yield drain(), f"Error: {e}", None, None
+            yield drain(), f"Error: {e}", None, None, None
         finally:
             rvc_logger.removeHandler(handler)
             self._lock.release()
+
+
+def preview_from_zip(zip_path: Path, work_dir: Path) -> str | None:
+    """The zip's `preview.wav` (held-out audio converted by the trained model) as a file, if it has one."""
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            if "preview.wav" not in zf.namelist():
+                return None
+            out = work_dir / f"{zip_path.stem}_preview.wav"
+            with zf.open("preview.wav") as fin, open(out, "wb") as fout:
+                shutil.copyfileobj(fin, fout, 1 << 20)
+            return str(out)
+    except (OSError, zipfile.BadZipFile):
+        return None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -353,6 +374,12 @@ def build_ui() -> Any:
                         label="Log", lines=18, max_lines=18, interactive=False, autoscroll=True, elem_id="train-log"
                     )
                     result = gr.File(label="Trained model (zip)", interactive=False, elem_id="train-result")
+                    preview_audio = gr.Audio(
+                        label="Preview: some of your held-out audio in the trained voice",
+                        type="filepath",
+                        interactive=False,
+                        elem_id="train-preview",
+                    )
         with gr.Tab("Convert", id="convert"):
             with gr.Row():
                 with gr.Column():
@@ -409,7 +436,7 @@ def build_ui() -> Any:
                 include_ckpt,
                 seed,
             ],
-            outputs=[log_box, status, result, model_file],
+            outputs=[log_box, status, result, model_file, preview_audio],
             concurrency_limit=1,
         )
         convert_btn.click(

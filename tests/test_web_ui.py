@@ -176,3 +176,15 @@ def test_train_download_and_convert_in_the_browser(web_ui, joe_1min, tmp_path):
         finally:
             ctx.close()
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def test_preview_from_zip(tmp_path):
+    web = _load_web_module()
+    z = tmp_path / "voice.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("preview.wav", b"RIFFdata")
+    out = web.preview_from_zip(z, tmp_path)
+    assert out and Path(out).read_bytes() == b"RIFFdata"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("voice.pth", b"x")
+    assert web.preview_from_zip(z, tmp_path) is None
