@@ -3,9 +3,18 @@
 A random-weight generator's output pitch is unrelated to its pitch input, so the octave test of the
 conversion (`tests/test_vc_pitch.py`) needs a generator that has learnt to pass its NSF harmonic
 source through. This trains the tiny test network (`tests.conftest.make_tiny_config("v2", "40k")`)
-with mel L1 (x c_mel) + KL only (no discriminator) on harmonic tones with a random f0 glide in
-90..330 Hz. The pitch inputs are the tones' true f0 at the frame rate; the content input is random
-noise, so the only pitch information is the pitch input and the network learns to follow it.
+on harmonic tones (1/k harmonics, f0 constant or gliding, 90..330 Hz); the pitch inputs are the
+tones' true f0 at the frame rate, the content input is pitch-free noise (a random unit-scale vector
+per clip, like a stand-in HuBERT's near-constant output on a tone, plus frame noise), so the only
+pitch information is the pitch input.
+
+Loss: the conversion path itself (`conversion_path`: prior sample -> reverse flow -> NSF decoder,
+i.e. `Synthesizer.infer` with gradients; no posterior encoder, KL or discriminator), scored by the
+config's log-mel L1 plus a log linear-spectrum L1 below 2 kHz (~20 Hz bins, where the harmonics
+are resolved), both x c_mel. Tried and rejected: the training forward (posterior z, mel L1 + KL)
+and mel L1 alone on the conversion path: after 300..500 steps their output is a 100 Hz frame-rate
+buzz with a DC offset whatever the pitch input; the low-band term makes the decoder follow the NSF
+source within 400 steps.
 
     python -m tests.make_pitch_fixture            # writes tests/fixtures/tiny_pitch_v2_40k.pth
 
