@@ -169,3 +169,32 @@ def test_warm_start_from_pretrained_files(tmp_path: Path) -> None:
     tr = _Trainer(TrainSettings(**base, pretrained_g=str(g48), pretrained_d=str(d)), 0, 1, 0, None)
     with pytest.raises(UserInputError, match="48k"):
         tr.setup_models()
+
+
+def test_features_of_the_wrong_width_are_refused_before_training(tmp_path: Path) -> None:
+    """Features from a tiny HuBERT (32-dim) must not reach a v2 (768-dim) network."""
+    import json
+
+    from infer.modules.train.train import train
+
+    cfg = tiny_train_config()
+    exp = ExperimentLayout(tmp_path / "exp", "v2")
+    exp.make_dirs()
+    exp.config_path.write_text(json.dumps(cfg.to_dict()))
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(3):
+        name = f"0_{i}.wav"
+        sf.write(exp.gt_wavs_dir / name, (rng.standard_normal(40000) * 3000).astype(np.int16), 40000)
+        np.save(exp.feature_file(name), rng.standard_normal((49, 32)).astype(np.float32))
+        np.save(exp.f0_file(name), np.full(101, 50, np.int64))
+        np.save(exp.f0nsf_file(name), np.full(101, 220.0, np.float32))
+        lines.append(f"{exp.gt_wavs_dir / name}|{exp.feature_file(name)}|{exp.f0_file(name)}|{exp.f0nsf_file(name)}|0")
+    exp.filelist_path.write_text("\n".join(lines) + "\n")
+    settings = TrainSettings(
+        exp_root=str(exp.root), version="v2", sample_rate="40k", use_f0=True, name="x", epochs=1,
+        from_scratch=True, batch_size=2, device="cpu", world_size=1, num_workers=0,
+    )  # fmt: skip
+    with pytest.raises(UserInputError, match="32-dim content features but a v2 model takes 768-dim"):
+        train(settings)
+    assert not list(exp.root.glob("G_*.pth"))

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -285,6 +286,12 @@ class _Trainer:
             raise UserInputError(
                 f"{self.exp.filelist_path} was written {'with' if entries[0].use_f0 else 'without'} pitch "
                 f"but this run trains a model {'with' if self.s.use_f0 else 'without'} pitch"
+            )
+        dim = np.load(entries[0].feature, mmap_mode="r", allow_pickle=False).shape[-1]
+        if dim != self.cfg.content_dim:
+            raise UserInputError(
+                f"{entries[0].feature} holds {dim}-dim content features but a {self.cfg.version} model takes "
+                f"{self.cfg.content_dim}-dim ones: extract features again with the real HuBERT base for {self.cfg.version}"
             )
         train_e, held_e = split_holdout(entries, self.s.holdout, self.s.seed)
         self.train_entries: list[FilelistEntry] = train_e
