@@ -6,11 +6,20 @@ pitch-guided v2 40k generator briefly trained on synthetic harmonic tones by
 `tests/make_pitch_fixture.py` (conversion-path mel L1 + low-band log-spectrum L1, no discriminator;
 content input is pitch-free noise, so the network can only learn pitch from its pitch inputs).
 
-Training takes minutes on the shared 2-core CPU, more than a default test run may spend, so:
-- the default test converts with the committed fixture `tests/fixtures/tiny_pitch_v2_40k.pth`,
-  written by `python -m tests.make_pitch_fixture` (deterministic: fixed seeds, one thread);
-- the slow test re-trains the model from scratch with the same code and checks the same behaviour,
-  so the fixture is not a lucky artefact.
+Training takes ~1-4 min on the shared 2-core CPU (400 steps, 0.13-0.5 s each with the load),
+more than a default test run may spend, so:
+- the default test converts with the committed fixture `tests/fixtures/tiny_pitch_v2_40k.pth`
+  (253 KiB), written by `python -m tests.make_pitch_fixture` (deterministic: seed 0, one thread);
+- the slow test re-trains that model from scratch with the same code (seed 0, one thread) and
+  checks the same behaviour, so the fixture is what the committed script produces.
+Honest caveat: the recipe is seed-dependent. Seed 0 learns to follow its pitch input (at 400 and at
+800 steps); seeds 1 and 2 did not within 800 steps (their output stays a frame-rate buzz at 50/100 Hz
+whatever the pitch). What these tests establish is the conversion's part: given a generator that
+follows its pitch input, the pipeline's `f0_up_key` moves the OUTPUT pitch by the right interval.
+
+Measured when written (Praat median f0 of the 40 kHz output, 130 Hz source, pm): key 0 -> 130.0 Hz,
+key 12 -> 260.5 Hz (ratio 2.005), key 7 -> 195.3 Hz, key -12 -> 64.9 Hz; with a 200 Hz source
+200.0 / 400.0 Hz.
 
 The conversion is the real one: `VC` with the published HuBERT base architecture (stand-in values:
 its features carry no pitch), pm pitch extraction, and the output's median pitch measured by Praat.
@@ -57,7 +66,7 @@ def _pitch_hz(audio: np.ndarray, sr: int) -> tuple[float, float]:
 def _measure(vc, model: Path) -> dict[int, tuple[float, float]]:
     src = _tone(SOURCE_HZ)
     got = {}
-    for key in (0, 12):
+    for key in (0, 12, 7):
         audio, rate = vc.convert(src, SR16, model, f0_up_key=key, f0_method="pm", index_rate=0.0, seed=0)
         assert rate == 40000 and len(audio) == 2 * rate
         core = audio[rate // 4 : -rate // 4]  # away from the edges
@@ -66,10 +75,11 @@ def _measure(vc, model: Path) -> dict[int, tuple[float, float]]:
 
 
 def _check_octave(got: dict[int, tuple[float, float]]) -> None:
-    (f_0, voiced_0), (f_12, voiced_12) = got[0], got[12]
-    assert voiced_0 > 0.8 and voiced_12 > 0.8, got
+    assert all(voiced > 0.8 for _, voiced in got.values()), got
+    f_0, f_12, f_7 = got[0][0], got[12][0], got[7][0]
     assert abs(f_0 / SOURCE_HZ - 1.0) < 0.03, got  # key 0 keeps the source's pitch
     assert abs(f_12 / f_0 - 2.0) < 0.06, got  # key 12 doubles it
+    assert abs(f_7 / f_0 - 2 ** (7 / 12)) < 0.04, got  # and a fifth is a fifth (not just "some octave")
 
 
 def test_fixture_is_a_pitch_guided_v2_40k_model(vc):
