@@ -97,3 +97,23 @@ def test_stage_without_features_is_a_user_error(tmp_path) -> None:
     exp.make_dirs()
     with pytest.raises(UserInputError, match="feature extraction"):
         train_index(exp, "x")
+
+
+def test_load_features_shuffles_in_place_with_one_copy(tmp_path) -> None:
+    """The shuffled load equals concatenate-then-permute, and holds only one full-size array."""
+    import tracemalloc
+
+    from infer.lib.index import load_features
+
+    rng = np.random.default_rng(1)
+    parts = [rng.standard_normal((int(n), 64)).astype(np.float32) for n in rng.integers(50, 400, 40)]
+    for i, a in enumerate(parts):
+        np.save(tmp_path / f"0_{i:03d}.npy", a)
+    whole = np.concatenate(parts)
+    assert np.array_equal(load_features(tmp_path), whole)
+    tracemalloc.start()
+    shuffled = load_features(tmp_path, permutation_seed=7)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert np.array_equal(shuffled, whole[np.random.default_rng(7).permutation(len(whole))])
+    assert peak < 1.5 * whole.nbytes  # the result, the permutation and one file at a time

@@ -57,21 +57,43 @@ def n_ivf_for(n_vectors: int) -> int:
     return min(int(16 * np.sqrt(n_vectors)), n_vectors // 39)
 
 
-def load_features(feature_dir: Path) -> np.ndarray:
-    """All `*.npy` feature files in `feature_dir`, sorted by name, concatenated: float32 [N, dim]."""
+def load_features(feature_dir: Path, permutation_seed: int | None = None) -> np.ndarray:
+    """All `*.npy` feature files in `feature_dir`, sorted by name, concatenated: float32 [N, dim].
+
+    With `permutation_seed`, the rows come back shuffled exactly as
+    `concatenated[np.random.default_rng(seed).permutation(N)]`, but filled in place: the result is
+    the only full-size array ever held (an hour of v2 features is about 1.1 GB), which keeps the index
+    stage's peak memory at one copy of the features.
+    """
     files = sorted(p for p in Path(feature_dir).glob("*.npy") if not p.name.startswith("."))
     if not files:
         raise UserInputError(f"no feature files in {feature_dir}: run feature extraction before building the index")
-    arrays = []
+    rows: list[int] = []
+    dims: set[int] = set()
     for p in files:
-        a = np.load(p, allow_pickle=False)
-        if a.ndim != 2:
-            raise UserInputError(f"feature file {p} has shape {a.shape}, expected [frames, dim]")
-        arrays.append(a.astype(np.float32, copy=False))
-    dims = {a.shape[1] for a in arrays}
+        shape = np.load(p, mmap_mode="r", allow_pickle=False).shape  # header only
+        if len(shape) != 2:
+            raise UserInputError(f"feature file {p} has shape {shape}, expected [frames, dim]")
+        rows.append(shape[0])
+        dims.add(shape[1])
     if len(dims) != 1:
         raise UserInputError(f"feature files in {feature_dir} have different widths {sorted(dims)}")
-    return np.concatenate(arrays, 0)
+    n = sum(rows)
+    out = np.empty((n, dims.pop()), dtype=np.float32)
+    dest: np.ndarray | None = None
+    if permutation_seed is not None:
+        perm = np.random.default_rng(permutation_seed).permutation(n)
+        dest = np.empty_like(perm)
+        dest[perm] = np.arange(n)  # row i of the concatenation goes to dest[i]
+    o = 0
+    for p, k in zip(files, rows, strict=True):
+        a = np.load(p, allow_pickle=False)
+        if dest is None:
+            out[o : o + k] = a
+        else:
+            out[dest[o : o + k]] = a
+        o += k
+    return out
 
 
 def reduce_kmeans(vectors: np.ndarray, n_centers: int = KMEANS_CENTERS, seed: int = 0) -> np.ndarray:
@@ -104,10 +126,12 @@ def build_index(
     use_gpu: bool | None = None,
     kmeans_threshold: int = KMEANS_THRESHOLD,
     n_centers: int = KMEANS_CENTERS,
+    shuffled: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
     """A trained, filled `IVF<n>,Flat` index (nprobe 1) over `vectors` float32 [N, dim].
 
-    The vectors are shuffled (with `seed`), reduced by k-means when N > `kmeans_threshold`, then
+    The vectors are shuffled (with `seed`; pass `shuffled=True` when `load_features` already did it
+    with the same seed), reduced by k-means when N > `kmeans_threshold`, then
     indexed. Returns `(faiss_index, info)` with info keys n_input_vectors, n_indexed_vectors, dim,
     n_ivf, kmeans, gpu.
     """
@@ -117,14 +141,14 @@ def build_index(
     if vectors.ndim != 2:
         raise UserInputError(f"index input must be [N, dim], got shape {vectors.shape}")
     n_in, dim = vectors.shape
-    if not np.isfinite(vectors).all():
+    if not all(np.isfinite(vectors[i : i + 65536]).all() for i in range(0, n_in, 65536)):
         raise UserInputError("feature vectors contain NaN or infinity: re-run feature extraction")
     if n_in < MIN_VECTORS:
         raise UserInputError(
             f"only {n_in} feature frames: the index needs at least {MIN_VECTORS} (about 0.8 s of audio)"
         )
-    rng = np.random.default_rng(seed)
-    vectors = vectors[rng.permutation(n_in)]
+    if not shuffled:
+        vectors = vectors[np.random.default_rng(seed).permutation(n_in)]
     kmeans = n_in > kmeans_threshold
     if kmeans:
         _log.info("index: %d vectors > %d, MiniBatchKMeans to %d centres first", n_in, kmeans_threshold, n_centers)
@@ -185,8 +209,8 @@ def train_index(exp: ExperimentLayout, name: str, seed: int = 0, use_gpu: bool |
     Older `added_*.index` files in the experiment folder are removed so exactly one index remains.
     """
     t0 = time.monotonic()
-    vectors = load_features(exp.feature_dir)
-    index, info = build_index(vectors, seed=seed, use_gpu=use_gpu)
+    vectors = load_features(exp.feature_dir, permutation_seed=seed)
+    index, info = build_index(vectors, seed=seed, use_gpu=use_gpu, shuffled=True)
     path = exp.index_path(name, info["n_ivf"])
     for old in exp.root.glob("added_IVF*_Flat_nprobe_1_*.index"):
         if old != path:
