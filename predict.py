@@ -325,24 +325,12 @@ STAGES = ["check inputs", "collect audio", "fetch weights", "train", "package"]
 
 def tiny_test_config(version: str, sample_rate: str) -> Any:
     """TEST ONLY (`RVC_TEST_TINY_MODEL=1`): the real config with a network small enough for CPU tests."""
-    from infer.lib.config import load_config
+    from infer.lib.config import load_config, tiny_network
 
-    cfg = load_config(version, sample_rate)
-    model = dataclasses.replace(
-        cfg.model,
-        inter_channels=16,
-        hidden_channels=16,
-        filter_channels=32,
-        n_heads=2,
-        n_layers=2,
-        resblock_kernel_sizes=(3,),
-        resblock_dilation_sizes=((1, 3),),
-        upsample_initial_channel=32,
-        gin_channels=16,
-    )
+    cfg = tiny_network(load_config(version, sample_rate))
     # half-length training slices: the (full-size) discriminator's cost follows the slice length
     train = dataclasses.replace(cfg.train, log_interval=1, segment_size=cfg.data.hop_length * 16)
-    return dataclasses.replace(cfg, model=model, train=train)
+    return dataclasses.replace(cfg, train=train)
 
 
 def _tiny_mode() -> bool:

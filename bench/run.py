@@ -135,24 +135,9 @@ def _modules(spec: dict[str, Any], f0method: str = "rmvpe") -> Any:
 
 def tiny_config() -> Any:
     """v2/40k with a network small enough for the `--quick` smoke run (sizes as the tests' tiny config)."""
-    import dataclasses
+    from infer.lib.config import load_config, tiny_network
 
-    from infer.lib.config import load_config
-
-    cfg = load_config("v2", "40k")
-    model = dataclasses.replace(
-        cfg.model,
-        inter_channels=16,
-        hidden_channels=16,
-        filter_channels=32,
-        n_heads=2,
-        n_layers=2,
-        resblock_kernel_sizes=(3,),
-        resblock_dilation_sizes=((1, 3),),
-        upsample_initial_channel=32,
-        gin_channels=16,
-    )
-    return dataclasses.replace(cfg, model=model)
+    return tiny_network(load_config("v2", "40k"))
 
 
 def _stage_download(spec: dict[str, Any]) -> dict[str, Any]:

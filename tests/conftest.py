@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infer.lib.config import RVCConfig, load_config
+from infer.lib.config import RVCConfig, load_config, tiny_network
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("RVC_SHARED_DIR", REPO_ROOT.parent / "shared")).resolve()
@@ -43,21 +43,9 @@ def joe_10min() -> Path:
 
 def make_tiny_config(version: str = "v2", sample_rate: str = "40k") -> RVCConfig:
     """The real config for (version, sample_rate) with a network small enough for CPU tests."""
-    cfg = load_config(version, sample_rate)
-    model = dataclasses.replace(
-        cfg.model,
-        inter_channels=16,
-        hidden_channels=16,
-        filter_channels=32,
-        n_heads=2,
-        n_layers=2,
-        resblock_kernel_sizes=(3,),
-        resblock_dilation_sizes=((1, 3),),
-        upsample_initial_channel=32,
-        gin_channels=16,
-    )
+    cfg = tiny_network(load_config(version, sample_rate))
     train = dataclasses.replace(cfg.train, batch_size=2, log_interval=1)
-    return dataclasses.replace(cfg, model=model, train=train)
+    return dataclasses.replace(cfg, train=train)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -272,3 +272,24 @@ def load_config(version: str, sample_rate: str, configs_dir: Path | None = None)
     except json.JSONDecodeError as e:
         raise ConfigError(f"config file {path} is not valid JSON: {e}") from None
     return config_from_dict(raw, version, sample_rate, source=str(path))
+
+
+def tiny_network(cfg: RVCConfig) -> RVCConfig:
+    """`cfg` with a synthesizer small enough for CPU tests, the demo's test mode and smoke benchmarks.
+
+    Only channel widths and depths shrink; rates, hop and upsampling stay, so data and files keep the
+    real layout. Never for a real voice: the model is useless.
+    """
+    model = replace(
+        cfg.model,
+        inter_channels=16,
+        hidden_channels=16,
+        filter_channels=32,
+        n_heads=2,
+        n_layers=2,
+        resblock_kernel_sizes=(3,),
+        resblock_dilation_sizes=((1, 3),),
+        upsample_initial_channel=32,
+        gin_channels=16,
+    )
+    return replace(cfg, model=model)
