@@ -53,7 +53,13 @@ def server(tmp_path_factory, joe_1min):
 
 
 def _post(base: str, body: dict, timeout: float = 600, **headers) -> requests.Response:
-    return requests.post(f"{base}/predictions", json=body, timeout=timeout, headers=headers)
+    """POST a prediction; while the server still frees the slot of the previous one (409), wait briefly."""
+    deadline = time.monotonic() + 30
+    while True:
+        r = requests.post(f"{base}/predictions", json=body, timeout=timeout, headers=headers)
+        if r.status_code != 409 or time.monotonic() > deadline:
+            return r
+        time.sleep(0.2)
 
 
 def test_openapi_is_the_committed_schema(server):
