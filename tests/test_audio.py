@@ -78,3 +78,36 @@ def test_video_without_audio_is_refused(tmp_path):
     )  # fmt: skip
     with pytest.raises(AudioDecodeError, match="no audio track"):
         probe(p)
+
+
+@pytest.mark.parametrize("sr", [16000, 22050, 40000])
+def test_wav_and_flac_fast_path_matches_ffmpeg(joe_1min, tmp_path, sr):
+    """libsndfile + soxr (in-process) give ffmpeg's samples: same length, same stereo mix, same probe."""
+    import subprocess
+    from pathlib import Path
+
+    from infer.lib import audio as A
+
+    src = joe_1min / "joe_000.wav"  # 22050 Hz mono PCM_16
+    stereo = tmp_path / "stereo.flac"  # right = 0.5 * left
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(src), "-t", "4", "-af", "pan=stereo|c0=c0|c1=0.5*c0",
+         "-c:a", "flac", str(stereo)],
+        check=True,
+    )  # fmt: skip
+    for path in (src, stereo):
+        fast, slow = A._load_sndfile(Path(path), sr), A._load_ffmpeg(Path(path), sr)
+        assert fast.dtype == np.float32 and fast.shape == slow.shape
+        err = np.std(fast - slow) / np.std(slow)
+        assert err < (1e-6 if sr == 22050 else 0.01), (path.name, sr, err)  # resamplers differ near Nyquist
+        assert load_audio(path, sr).shape == fast.shape
+    info = probe(stereo)
+    assert (info.channels, info.sample_rate, info.codec, info.container, info.has_video) == (
+        2,
+        22050,
+        "flac",
+        "flac",
+        False,
+    )
+    assert abs(info.duration_s - 4.0) < 1e-3
+    assert probe(src).codec == "pcm_s16le"
