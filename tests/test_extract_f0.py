@@ -128,3 +128,16 @@ def test_broken_segments(tmp_path: Path, joe_1min: Path) -> None:
     (exp.wavs16k_dir / "0_7.wav").write_bytes(b"RIFF\x00\x00junk")
     with pytest.raises(UserInputError, match="0_7.wav is not a readable wav"):
         extract_f0(exp, "harvest", ArrayCache(None), n_workers=1)
+
+
+@pytest.mark.parametrize("method", ["dio", "harvest"])
+def test_world_threads_match_one_by_one(tmp_path: Path, joe_1min: Path, method: str) -> None:
+    """pm/dio/harvest run in threads of this process (WORLD releases the GIL): the same numbers as serial."""
+    exp = make_exp(tmp_path / "exp", joe_1min)
+    serial = extract_f0(exp, method, ArrayCache(None), n_workers=1)
+    first = check_outputs(exp)
+    threaded = extract_f0(exp, method, ArrayCache(None), n_workers=2)
+    assert (serial.n_workers, threaded.n_workers, threaded.failed) == (1, 2, ())
+    second = check_outputs(exp)
+    assert first.keys() == second.keys() and all(np.array_equal(first[k], second[k]) for k in first)
+    assert sum(int((v > 0).sum()) for v in first.values()) > 100  # real voiced speech, not zeros

@@ -11,8 +11,10 @@ data loader repeats each feature frame twice and trims features and pitch to the
 (and to the spectrogram length), as the reference `TextAudioLoaderMultiNSFsid.get_labels` does; since
 2 * ((T - 400) // 320 + 1) <= T // 160 + 1, pitch always covers the features and only its tail is cut.
 
-Speed: CPU methods run in a process pool over files (each worker loads its model once and uses
-cores / workers threads); CUDA methods run in this process, RMVPE batching segments of equal padded
+Speed: pm, dio and harvest run in a thread pool in this process (WORLD releases the GIL; Praat is so
+fast that starting processes cost more than the work on a minute of audio); the torch methods on the
+CPU run in a process pool over files (each worker loads its model once and uses cores / workers
+threads); CUDA methods run in this process, RMVPE batching segments of equal padded
 length. Results are cached by (file content, method settings) in `cache`, so a re-run extracts nothing.
 """
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,8 @@ def read_16k(path: Path) -> np.ndarray:
     return audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
 
 
+THREADED_METHODS = ("pm", "dio", "harvest")  # no torch: threads in this process, no process start-up
+
 # ---------------------------------------------------------------------------- pool worker state
 _WORKER: F0Extractor | None = None
 
@@ -95,12 +99,16 @@ def _worker_init(settings: F0Settings, threads: int) -> None:
     _WORKER = F0Extractor.from_settings(settings).load()
 
 
-def _worker_compute(path: str) -> tuple[str, np.ndarray | None, str | None]:
-    assert _WORKER is not None
+def _compute(extractor: F0Extractor, path: str) -> tuple[str, np.ndarray | None, str | None]:
     try:
-        return path, _WORKER.compute(read_16k(Path(path))), None
+        return path, extractor.compute(read_16k(Path(path))), None
     except Exception as e:  # reported per file by the parent
         return path, None, f"{type(e).__name__}: {e}"
+
+
+def _worker_compute(path: str) -> tuple[str, np.ndarray | None, str | None]:
+    assert _WORKER is not None
+    return _compute(_WORKER, path)
 
 
 def _cpu_count() -> int:
@@ -184,7 +192,14 @@ def extract_f0(
     cores = _cpu_count()
     on_gpu = settings.device.startswith("cuda")
     workers = 1 if on_gpu else max(1, min(n_workers or cores, len(todo)))
-    if todo and workers > 1:
+    if todo and workers > 1 and settings.method in THREADED_METHODS:
+        extractor.load()
+        with ThreadPoolExecutor(workers) as tpool:
+            futs = [tpool.submit(_compute, extractor, str(p)) for p in todo]
+            for fut in progress(as_completed(futs), f"f0 {method}", total=len(futs), unit="seg", logger=_log):
+                path, f0, err = fut.result()
+                done(Path(path), f0, err)
+    elif todo and workers > 1:
         threads = max(1, cores // workers)
         ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch threads
         with ProcessPoolExecutor(

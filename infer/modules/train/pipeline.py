@@ -504,10 +504,12 @@ class TrainModules:
 
     def _f0_on(self, exp: ExperimentLayout) -> Any:
         from infer.lib.weights import RMVPE
-        from infer.modules.train.extract_f0 import extract_f0
+        from infer.modules.train.extract_f0 import THREADED_METHODS, extract_f0
 
         rmvpe = self.weights.get(RMVPE)
-        return extract_f0(exp, self.o.f0method, self.cache, device=self.device, rmvpe_path=rmvpe)
+        # pm/dio/harvest run on the CPU whatever the device: no torch import to find the GPU
+        device = "cpu" if self.o.f0method in THREADED_METHODS else self.device
+        return extract_f0(exp, self.o.f0method, self.cache, device=device, rmvpe_path=rmvpe)
 
     def features(self) -> Any:
         from infer.modules.train.filelist import write_mute_audio
