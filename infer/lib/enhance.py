@@ -18,7 +18,8 @@ Audio is processed in chunks of `chunk_s` seconds with `overlap_s` seconds of li
 memory stays bounded for any length; the model runs at 48 kHz and the result is resampled back to
 the caller's rate. `get_enhancer()` keeps one instance per process.
 
-`trim_silence(audio, sr, top_db)` removes leading and trailing silence only (librosa), keeping pauses.
+`trim_silence(audio, sr, top_db)` removes leading and trailing silence only (librosa's rule), keeping
+pauses; `trim_range` gives the same cut as a sample range, for file-backed audio too.
 """
 
 from __future__ import annotations
@@ -29,11 +30,15 @@ import warnings
 import zlib
 from argparse import Namespace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from infer.lib.errors import WeightsError
 from infer.lib.log import get_logger
+
+if TYPE_CHECKING:
+    from infer.lib.slicer import Samples
 
 _log = get_logger("enhance")
 
@@ -249,10 +254,20 @@ def trim_silence(audio: np.ndarray, sr: int, top_db: float = 40.0) -> np.ndarray
     input comes back empty. The same cut as `librosa.effects.trim(audio, top_db=top_db, frame_length,
     hop_length)` (frame RMS in dB below the loudest frame), computed by `frame_rms` in blocks.
     """
+    lo, hi = trim_range(audio, sr, top_db)
+    return audio[lo:hi]
+
+
+def trim_range(audio: Samples, sr: int, top_db: float = 40.0, peak: float | None = None) -> tuple[int, int]:
+    """`trim_silence`'s cut as a sample range [lo, hi) ((0, 0) when all silent). `audio` may be
+    file-backed (`Samples`, read in blocks); `peak` (max |sample|) saves a pass over it when known."""
     from infer.lib.slicer import frame_rms
 
-    if audio.size == 0 or float(np.abs(audio).max()) < 1e-5:  # empty or digital silence (below -100 dBFS)
-        return audio[:0]
+    total = len(audio)
+    if peak is None:
+        peak = float(np.abs(np.asarray(audio[0:total])).max()) if total else 0.0
+    if total == 0 or peak < 1e-5:  # empty or digital silence (below -100 dBFS)
+        return 0, 0
     scale = sr / 44100
     frame = max(64, int(2 ** round(np.log2(2048 * scale))))
     hop = frame // 4
@@ -262,8 +277,8 @@ def trim_silence(audio: np.ndarray, sr: int, top_db: float = 40.0) -> np.ndarray
     db -= 10.0 * np.log10(np.maximum(1e-10, ref**2))
     loud = np.flatnonzero(db > -top_db)
     if loud.size == 0:
-        return audio[:0]
-    return audio[int(loud[0]) * hop : min(audio.shape[0], (int(loud[-1]) + 1) * hop)]
+        return 0, 0
+    return int(loud[0]) * hop, min(total, (int(loud[-1]) + 1) * hop)
 
 
 # ---- stand-in weights -----------------------------------------------------------------------------

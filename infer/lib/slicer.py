@@ -11,28 +11,42 @@ away; trailing silence of at least `min_interval_ms` too.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import numpy as np
 
 
-def frame_rms(audio: np.ndarray, frame_length: int, hop_length: int, block: int = 8192) -> np.ndarray:
+class Samples(Protocol):
+    """Mono audio [T]: a float array, or a file-backed sequence that reads `x[a:b]` on demand."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: slice) -> np.ndarray: ...
+
+
+def frame_rms(audio: Samples, frame_length: int, hop_length: int, block: int = 8192) -> np.ndarray:
     """RMS of centred, zero-padded frames: float32 [1 + T // hop_length] for `audio` [T].
 
     Bit for bit `librosa.feature.rms(y=audio, frame_length=..., hop_length=..., center=True,
     pad_mode="constant")[0]` (same frame layout, float32 squares, same reduction), but `block` frames
-    at a time, so memory stays a small multiple of the audio (librosa squares every frame at once:
-    frame_length / hop_length times the audio) and librosa's feature modules (seconds of import in
-    every preprocessing worker) are not needed.
+    at a time, reading only the samples those frames cover: memory stays small whatever the length
+    (librosa squares every frame at once: frame_length / hop_length times the audio), `audio` may be
+    anything `Samples` (a file-backed sequence), and librosa's feature modules are not needed.
     """
-    x = np.pad(np.asarray(audio), frame_length // 2)
-    if x.shape[0] < frame_length:
-        raise ValueError(f"audio of {np.asarray(audio).shape[0]} samples is too short for {frame_length}-sample frames")
-    frames = np.lib.stride_tricks.sliding_window_view(x, frame_length)[::hop_length].T  # [frame, n] view
-    n = frames.shape[1]
+    total = len(audio)
+    pad = frame_length // 2
+    if total + 2 * pad < frame_length:
+        raise ValueError(f"audio of {total} samples is too short for {frame_length}-sample frames")
+    n = 1 + (total + 2 * pad - frame_length) // hop_length
     out = np.empty(n, dtype=np.float32)
     for a in range(0, n, block):
-        power = np.mean(np.square(frames[:, a : a + block], dtype=np.float32), axis=0)
-        out[a : a + block] = np.sqrt(power)
+        b = min(n, a + block)
+        lo, hi = a * hop_length - pad, (b - 1) * hop_length + frame_length - pad  # samples of frames a..b-1
+        chunk = np.asarray(audio[max(lo, 0) : min(hi, total)])
+        if lo < 0 or hi > total:
+            chunk = np.pad(chunk, (max(0, -lo), max(0, hi - total)))
+        frames = np.lib.stride_tricks.sliding_window_view(chunk, frame_length)[::hop_length].T  # [frame, b - a]
+        out[a:b] = np.sqrt(np.mean(np.square(frames, dtype=np.float32), axis=0))
     return out
 
 
@@ -71,10 +85,7 @@ class Slicer:
         self.min_interval = round(interval_samples / self.hop)
         self.max_sil_kept = round(sr * p.max_sil_kept_ms / 1000 / self.hop)
 
-    def _frames_to_slice(self, audio: np.ndarray, begin: int, end: int) -> np.ndarray:
-        return audio[begin * self.hop : min(audio.shape[0], end * self.hop)]
-
-    def silence_tags(self, audio: np.ndarray) -> tuple[list[tuple[int, int]], int]:
+    def silence_tags(self, audio: Samples) -> tuple[list[tuple[int, int]], int]:
         """The silent ranges to cut, in frames, and the number of frames."""
         rms = frame_rms(audio, self.win, self.hop)
         n = rms.shape[0]
@@ -120,20 +131,28 @@ class Slicer:
             tags.append((pos, n + 1))
         return tags, n
 
-    def slice(self, audio: np.ndarray) -> list[np.ndarray]:
-        """Split mono `audio` [T] at long silences; short audio (<= min length) comes back whole."""
-        if audio.ndim != 1:
-            raise ValueError(f"Slicer expects mono audio [T], got shape {audio.shape}")
-        if audio.shape[0] <= self.min_length:
-            return [audio]
+    def ranges(self, audio: Samples) -> list[tuple[int, int]]:
+        """The chunks of `slice` as [(start, end)] sample ranges (in order, non-overlapping, non-empty).
+
+        `audio` [T] may be file-backed (`Samples`): only its RMS frames are held in memory.
+        """
+        total = len(audio)
+        if total <= self.min_length:  # (samples against frames: the reference's own comparison)
+            return [(0, total)]
         tags, n = self.silence_tags(audio)
         if not tags:
-            return [audio]
-        chunks = []
+            return [(0, total)]
+        bounds = []  # chunk boundaries in frames
         if tags[0][0] > 0:
-            chunks.append(self._frames_to_slice(audio, 0, tags[0][0]))
-        for (_, a_end), (b_start, _) in zip(tags[:-1], tags[1:]):
-            chunks.append(self._frames_to_slice(audio, a_end, b_start))
+            bounds.append((0, tags[0][0]))
+        bounds += [(a_end, b_start) for (_, a_end), (b_start, _) in zip(tags[:-1], tags[1:])]
         if tags[-1][1] < n:
-            chunks.append(self._frames_to_slice(audio, tags[-1][1], n))
-        return [c for c in chunks if c.shape[0] > 0]
+            bounds.append((tags[-1][1], n))
+        spans = [(begin * self.hop, min(total, end * self.hop)) for begin, end in bounds]
+        return [(a, b) for a, b in spans if b > a]
+
+    def slice(self, audio: np.ndarray) -> list[np.ndarray]:
+        """Split mono `audio` [T] at long silences; short audio (<= min length) comes back whole (views)."""
+        if audio.ndim != 1:
+            raise ValueError(f"Slicer expects mono audio [T], got shape {audio.shape}")
+        return [audio[a:b] for a, b in self.ranges(audio)]

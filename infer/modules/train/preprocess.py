@@ -5,10 +5,12 @@
 1. every file is probed first (libsndfile for WAV/AIFF/FLAC, ffprobe for the rest); unreadable files
    stop the stage with one `UserInputError` listing them all (before any long work);
 2. optional, in this process (one model): MossFormer2 enhancement (`enhancer`, an `AudioEnhancer`);
-   files are decoded at the training rate, enhanced, and handed on as float WAVs in a temporary folder;
+   files are decoded, resampled to the training rate, enhanced, and handed on as float WAVs in a
+   temporary folder;
 3. in a pool of `n_workers` threads, per file (the reference preprocessing, our own code):
-   decode at the source rate (`load_audio`: libsndfile for WAV/AIFF/FLAC, ffmpeg for the rest; mono)
-   -> clipping measured -> resampled to `sr` (soxr HQ, whatever the format) -> optional leading/trailing silence trim -> 48 Hz 5th-order
+   decode at the source rate (libsndfile for WAV/AIFF/FLAC; other formats are first turned into a
+   float WAV by ffmpeg), mono as ffmpeg's `-ac 1` -> clipping measured on the source samples ->
+   resampled to `sr` (soxr HQ) -> optional leading/trailing silence trim -> 48 Hz 5th-order
    Butterworth high-pass (`scipy.signal.lfilter`) -> the slicer (-42 dB, 1500 ms minimum length,
    400 ms minimum interval, 15 ms hop, 500 ms maximum silence kept) -> segments of `per` seconds
    (3.7 s, or 3.0 s when `half`) every `per - 0.3` s, the rest of a slice as a last shorter segment
@@ -19,6 +21,11 @@
 4. the `PreprocessReport` (per file: duration, source rate, clipping, silence, segments kept and
    dropped) is logged, written to `exp.reports_dir/preprocess.json`, and checked: under
    `warn_speech_s` (10 minutes) of kept audio a warning, under `min_speech_s` a `UserInputError`.
+
+Memory does not grow with a recording's length: each file is streamed in blocks of `BLOCK_S` seconds
+(decode, resample, clipping count, trim, high-pass with its state carried across blocks) through two
+raw float32 temporary files (`SampleFile`), and each segment is read back alone. The numbers are those
+of a single pass over the whole file (tested); an hour-long file peaks at about 0.25 GB RSS.
 
 Threads, not processes: the heavy parts (libsndfile, soxr, scipy's `lfilter`, numpy) release the GIL,
 so two threads run 1.7x faster than one on 2 cores, where a spawned process pool first spent about
@@ -67,6 +74,7 @@ CLIP_LEVEL = 0.999  # |sample| at or above counts as clipped
 SILENT_DBFS = -50.0  # a file whose RMS is below this is reported as silent
 WARN_SPEECH_S = 600.0
 MIN_SPEECH_S = 10.0
+BLOCK_S = 30.0  # seconds of audio per block when streaming a file through decoding and filtering
 PROBE_THREADS = 8  # ffprobe start-up dominates probing: run several at once
 
 
@@ -133,6 +141,7 @@ class _Task:
     wav16_dir: str
     info: dict
     slicer: SlicerParams
+    work_dir: str  # temporary files of this stage
     source_clipped: float | None = None  # measured before enhancement (the worker sees enhanced audio)
 
 
@@ -212,54 +221,198 @@ def resample_to_16k(x: np.ndarray, sr: int) -> np.ndarray:
     return resample(x, sr, SR_16K)
 
 
-def _process_file(task: _Task) -> FileReport:
-    """One input file through trim, filter, slicer, segmentation, normalisation and writing."""
+class SampleFile:
+    """Mono float32 samples in a raw temporary file: appended in blocks, read back by range (`x[a:b]`),
+    so a long recording is never held in memory whole (an hour at 48 kHz is 0.7 GB per copy)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._f = open(path, "w+b")  # noqa: SIM115 - closed by close()
+        self._n = 0
+
+    def append(self, x: np.ndarray) -> None:
+        self._f.seek(0, os.SEEK_END)
+        self._f.write(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+        self._n += int(x.shape[0])
+
+    def truncate(self, n: int) -> None:
+        self._n = min(self._n, n)
+        self._f.truncate(4 * self._n)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        a, b, step = index.indices(self._n)
+        if step != 1:
+            raise ValueError("SampleFile reads contiguous ranges only")
+        out = np.empty(max(0, b - a), dtype=np.float32)
+        if out.size:
+            self._f.seek(4 * a)
+            self._f.readinto(memoryview(out).cast("B"))
+        return out
+
+    def close(self) -> None:
+        self._f.close()
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass
+class _Stats:
+    """What one streaming pass measures: source samples, clipped ones, and the peak and power at `sr`."""
+
+    n_source: int = 0
+    n_clipped: int = 0
+    peak: float = 0.0
+    sum_squares: float = 0.0
+    _last: float | None = None  # the previous block's last source sample and whether it equals its left
+    _last_same_left: bool = False
+
+    def clipping(self, x: np.ndarray) -> None:
+        """Count flat tops (see `clipped_fraction`) exactly across block edges: a block's last sample is
+        decided once the next block's first is known."""
+        if self._last is not None:
+            x = np.concatenate([np.float32([self._last]), x])
+        if x.size == 0:
+            return
+        hot = np.abs(x) >= CLIP_LEVEL
+        same = np.abs(np.diff(x)) < 1e-4
+        flat = np.zeros(x.shape[0], dtype=bool)
+        flat[1:] |= same
+        flat[:-1] |= same
+        flat[0] |= self._last_same_left
+        self.n_clipped += int((hot & flat)[:-1].sum())
+        self._last, self._last_same_left = float(x[-1]), bool(same[-1]) if same.size else self._last_same_left
+
+    def finish_clipping(self) -> float:
+        if self._last is not None and abs(self._last) >= CLIP_LEVEL and self._last_same_left:
+            self.n_clipped += 1
+        return self.n_clipped / self.n_source if self.n_source >= 2 else 0.0
+
+    def level(self, x: np.ndarray) -> None:
+        if x.size:
+            self.peak = max(self.peak, float(np.abs(x).max()))
+            self.sum_squares += float(np.sum(np.square(x, dtype=np.float64)))
+
+
+def _mono(block: np.ndarray) -> np.ndarray:
+    """[n, channels] -> [n] as ffmpeg's `-ac 1` (see `load_audio`)."""
+    if block.shape[1] == 2:
+        return (block[:, 0] + block[:, 1]) * np.float32(np.sqrt(0.5))
+    return block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
+
+
+def _decode_resampled(path: Path, sr: int, out: SampleFile, measure_clipping: bool) -> _Stats:
+    """Stream the libsndfile-readable `path` in blocks: mono -> clipping count on the source samples
+    (resampling rounds off the flat tops it looks for) -> soxr HQ to `sr` (the same samples as one
+    `resample` call over the whole file) -> `out`; peak and power measured at `sr`."""
+    import soundfile as sf
+    import soxr
+
+    st = _Stats()
+    with sf.SoundFile(str(path)) as f:
+        rate = int(f.samplerate)
+        rs = soxr.ResampleStream(rate, sr, 1, dtype="float32", quality="soxr_hq") if rate != sr else None
+        block = max(1, int(BLOCK_S * rate))
+        while True:
+            x = _mono(f.read(block, dtype="float32", always_2d=True))
+            last = x.shape[0] < block
+            st.n_source += x.shape[0]
+            if measure_clipping:
+                st.clipping(x)
+            y = rs.resample_chunk(x, last=last) if rs is not None else x
+            out.append(y)
+            if last:
+                break
+    n = int(np.ceil(st.n_source * sr / rate))  # `resample`'s length rule
+    if len(out) > n:
+        out.truncate(n)
+    elif len(out) < n:
+        out.append(np.zeros(n - len(out), np.float32))
+    for a in range(0, n, block):
+        st.level(out[a : a + block])
+    return st
+
+
+def _highpass(audio: SampleFile, lo: int, hi: int, sr: int, out: SampleFile) -> None:
+    """The 48 Hz 5th-order Butterworth high-pass (`scipy.signal.lfilter`) over `audio[lo:hi]` into `out`, in
+    blocks, the filter state carried across them: the same numbers as one call over the whole range."""
     from scipy import signal
+
+    b, a = signal.butter(N=HIGHPASS_ORDER, Wn=HIGHPASS_HZ, btype="high", fs=sr)
+    zi = np.zeros(max(len(a), len(b)) - 1)
+    step = max(1, int(BLOCK_S * sr))
+    for s in range(lo, hi, step):
+        y, zi = signal.lfilter(b, a, audio[s : min(hi, s + step)], zi=zi)
+        out.append(y.astype(np.float32))
+
+
+def _failed(task: _Task, error: str) -> FileReport:
+    info = task.info
+    return FileReport(task.index, task.name, 0.0, info.get("sample_rate", 0), info.get("channels", 0),
+                      info.get("codec", "?"), 0.0, -200.0, 0.0, True, 0.0, 0, 0, 0, 0.0, error)  # fmt: skip
+
+
+def _process_file(task: _Task) -> FileReport:
+    """One input file through trim, filter, slicer, segmentation, normalisation and writing.
+
+    Streamed: the file is decoded and resampled in blocks into a raw temporary file, trimmed and
+    filtered into a second one, and each segment read back alone, so memory does not grow with the
+    recording's length. Formats libsndfile does not read are first decoded by ffmpeg to a float WAV.
+    """
+    from infer.lib.audio import _sndfile_info, convert_to_wav
 
     info = task.info
     enhanced = task.source_clipped is not None  # then `path` is the enhancer's output, already at `sr`
-    rate = task.sr if enhanced else int(info.get("sample_rate") or task.sr)
+    work = Path(tempfile.mkdtemp(prefix=f".file{task.index}-", dir=task.work_dir))
+    decoded, filtered = SampleFile(work / "decoded.f32"), SampleFile(work / "filtered.f32")
     try:
-        audio = load_audio(task.path, rate)  # the source rate: no resampling in the decoder
-    except AudioDecodeError as e:
-        return FileReport(task.index, task.name, 0.0, info.get("sample_rate", 0), info.get("channels", 0),
-                          info.get("codec", "?"), 0.0, -200.0, 0.0, True, 0.0, 0, 0, 0, 0.0, str(e))  # fmt: skip
-    # clipping is judged on the source samples (resampling rounds off the flat tops it looks for)
-    clipped = task.source_clipped if enhanced else clipped_fraction(audio)
-    audio = resample(audio, rate, task.sr)
-    duration = audio.shape[0] / task.sr
-    peak = float(np.abs(audio).max())
-    level = _dbfs(audio)
-    silent = bool(level < SILENT_DBFS)
-    trimmed_s = 0.0
-    if task.trim and not silent:
-        from infer.lib.enhance import trim_silence
+        src = Path(task.path)
+        try:
+            if _sndfile_info(src) is None:
+                convert_to_wav(src, work / "source.wav")  # ffmpeg: mono float at the source rate
+                src = work / "source.wav"
+            st = _decode_resampled(src, task.sr, decoded, measure_clipping=not enhanced)
+        except AudioDecodeError as e:
+            return _failed(task, str(e))
+        (work / "source.wav").unlink(missing_ok=True)
+        n = len(decoded)
+        clipped = task.source_clipped if enhanced else st.finish_clipping()
+        duration = n / task.sr
+        level = 20 * np.log10(np.sqrt(st.sum_squares / n)) if n and st.sum_squares > 0 else -200.0
+        silent = bool(level < SILENT_DBFS)
+        lo, hi = 0, n
+        if task.trim and not silent:
+            from infer.lib.enhance import trim_range
 
-        kept = trim_silence(audio, task.sr, task.trim_top_db)
-        trimmed_s = (audio.shape[0] - kept.shape[0]) / task.sr
-        audio = kept
-    b, a = signal.butter(N=HIGHPASS_ORDER, Wn=HIGHPASS_HZ, btype="high", fs=task.sr)
-    audio = signal.lfilter(b, a, audio).astype(np.float32)
-    slices = Slicer(task.sr, task.slicer).slice(audio) if audio.size else []
-    kept_n = dropped = 0
-    kept_samples = 0
-    seg_idx = 0
-    gt_dir, w16_dir = Path(task.gt_dir), Path(task.wav16_dir)
-    for sl in slices:
-        covered_to = 0  # kept seconds count each sample once, overlaps included once
-        for start, end in segment_starts(sl.shape[0], task.sr, task.per):
-            seg = normalize_segment(sl[start:end])
-            name = f"{task.index}_{seg_idx}.wav"
-            seg_idx += 1
-            if seg is None:
-                dropped += 1
-                continue
-            _write_pcm16(gt_dir / name, seg, task.sr)
-            seg16 = resample_to_16k(seg, task.sr)
-            _write_pcm16(w16_dir / name, seg16, SR_16K)
-            kept_n += 1
-            kept_samples += max(0, end - max(start, covered_to))
-            covered_to = end
+            lo, hi = trim_range(decoded, task.sr, task.trim_top_db, peak=st.peak)
+        trimmed_s = (n - (hi - lo)) / task.sr
+        _highpass(decoded, lo, hi, task.sr, filtered)
+        decoded.close()
+        ranges = Slicer(task.sr, task.slicer).ranges(filtered) if len(filtered) else []
+        kept_n = dropped = 0
+        kept_samples = 0
+        seg_idx = 0
+        gt_dir, w16_dir = Path(task.gt_dir), Path(task.wav16_dir)
+        for s0, s1 in ranges:
+            covered_to = 0  # kept seconds count each sample once, overlaps included once
+            for start, end in segment_starts(s1 - s0, task.sr, task.per):
+                seg = normalize_segment(filtered[s0 + start : s0 + end])
+                name = f"{task.index}_{seg_idx}.wav"
+                seg_idx += 1
+                if seg is None:
+                    dropped += 1
+                    continue
+                _write_pcm16(gt_dir / name, seg, task.sr)
+                seg16 = resample_to_16k(seg, task.sr)
+                _write_pcm16(w16_dir / name, seg16, SR_16K)
+                kept_n += 1
+                kept_samples += max(0, end - max(start, covered_to))
+                covered_to = end
+    finally:
+        decoded.close()
+        filtered.close()
+        shutil.rmtree(work, ignore_errors=True)
     kept_s = kept_samples / task.sr
     return FileReport(
         index=task.index,
@@ -268,12 +421,12 @@ def _process_file(task: _Task) -> FileReport:
         source_sample_rate=int(info.get("sample_rate", 0)),
         channels=int(info.get("channels", 0)),
         codec=str(info.get("codec", "?")),
-        peak=round(peak, 4),
-        rms_dbfs=round(level, 2),
+        peak=round(st.peak, 4),
+        rms_dbfs=round(float(level), 2),
         clipped_fraction=round(clipped, 6),
         silent=silent,
         trimmed_s=round(trimmed_s, 3),
-        slices=len(slices),
+        slices=len(ranges),
         segments_kept=kept_n,
         segments_dropped=dropped,
         kept_s=round(kept_s, 3),
@@ -334,23 +487,23 @@ def preprocess(
         "preprocessing %d file(s), %.1f s of audio, at %d Hz, %.1f s segments, %d worker(s)%s%s",
         len(files), total_in, sr, per, n_workers, ", enhancement on" if enhancer else "", ", trimming silence" if trim_silence else "",
     )  # fmt: skip
-    tmp_dir: str | None = None
+    work_dir = tempfile.mkdtemp(prefix=".preprocess-", dir=exp.root)
     try:
         paths = [str(f) for f in files]
         source_clipped: list[float | None] = [None] * len(files)
         if enhancer is not None:
             import soundfile as sf
 
-            tmp_dir = tempfile.mkdtemp(prefix=".enhance-", dir=exp.root)
             for i, f in enumerate(progress(files, "enhancing audio", unit="file", logger=_log)):
-                audio = load_audio(f, sr)
-                source_clipped[i] = clipped_fraction(audio)
-                audio = enhancer.enhance(audio, sr)
-                out = Path(tmp_dir) / f"{i}.wav"
+                rate = int(infos[i]["sample_rate"])
+                audio = load_audio(f, rate)
+                source_clipped[i] = clipped_fraction(audio)  # on the source samples, as without enhancement
+                audio = enhancer.enhance(resample(audio, rate, sr), sr)
+                out = Path(work_dir) / f"{i}.wav"
                 sf.write(str(out), audio, sr, subtype="FLOAT")
                 paths[i] = str(out)
         tasks = [
-            _Task(i, f.name, paths[i], sr, per, trim_silence, trim_top_db, str(exp.gt_wavs_dir), str(exp.wavs16k_dir), infos[i], slicer, source_clipped[i])
+            _Task(i, f.name, paths[i], sr, per, trim_silence, trim_top_db, str(exp.gt_wavs_dir), str(exp.wavs16k_dir), infos[i], slicer, work_dir, source_clipped[i])
             for i, f in enumerate(files)
         ]  # fmt: skip
         import scipy.signal  # noqa: F401 - imported once here, not raced for by the threads
@@ -360,8 +513,7 @@ def preprocess(
                 progress(pool.map(_process_file, tasks), "preprocessing", total=len(tasks), unit="file", logger=_log)
             )
     finally:
-        if tmp_dir:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+        shutil.rmtree(work_dir, ignore_errors=True)
     report = _summarise(reports, sr, per, enhancer is not None, trim_silence, warn_speech_s)
     from infer.lib.fileio import atomic_write_text
 
