@@ -82,10 +82,13 @@ def test_training_was_finite_and_mel_loss_went_down(trained: dict[str, Any]) -> 
     for rec in h:
         for k in ("loss_d", "loss_gen", "loss_fm", "loss_mel", "loss_kl", "mel_l1"):
             assert np.isfinite(rec[k]), (k, rec)
-    # Lower mel loss at the end than at the start: on the training slices (epoch means) and on the
-    # held-out segments through the conversion path (deterministic: same noise and slices each time).
-    assert h[-1]["mel_l1"] < h[0]["mel_l1"]
-    assert tr["final_holdout_mel"] < tr["initial_holdout_mel"]
+    # The held-out mel loss (the same segments, noise and slices each time, through the conversion path)
+    # falls at every epoch. Epoch means of the training mel loss are not compared: at 6 steps an epoch
+    # they average different random slices, and moved by +0.1% (2.9687 -> 2.9719) on data that also gave
+    # 3.199 -> 3.176 -> 3.172 held out.
+    holdout = [tr["initial_holdout_mel"]] + [rec["holdout_mel"] for rec in h]
+    assert all(b < a for a, b in zip(holdout, holdout[1:])), holdout
+    assert tr["final_holdout_mel"] == holdout[-1]
     assert h[-1]["lr"] == pytest.approx(1e-3 * 0.999875**2)
 
 
