@@ -137,3 +137,28 @@ def test_standin_file_has_published_format_and_warns(tmp_path: Path, caplog: pyt
     assert any("stand-in" in r.getMessage() for r in caplog.records)
     f0 = m.infer_from_audio(np.zeros(3200, np.float32))
     assert f0.shape == (21,) and np.isfinite(f0).all()
+
+
+def test_folded_batchnorm_gives_the_same_salience(rmvpe_file: Path) -> None:
+    """The inference copy folds each conv's BatchNorm into it: the salience of the published layout
+    (plain eval net, BatchNorms with non-trivial statistics) to float rounding, and folding is idempotent."""
+    from infer.lib.rmvpe import fold_batchnorm
+
+    net = RMVPENet()
+    net.load_state_dict(torch.load(rmvpe_file, weights_only=True))
+    gen = torch.Generator().manual_seed(1)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):  # the deterministic weights' statistics, made less trivial
+            m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=gen))
+            m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=gen))
+    net.eval()
+    mel = torch.randn(2, 128, 64, generator=gen)
+    with torch.inference_mode():
+        plain = net(mel)
+        runner = RMVPE(net)
+        n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in runner.net.modules())
+        folded = runner.net(mel)
+        again = fold_batchnorm(runner.net)(mel)
+    assert n_bn == 1  # only the input BatchNorm is left
+    assert (folded - plain).abs().max().item() < 1e-4 and plain.std().item() > 1e-3  # measured 1.1e-5
+    assert torch.equal(again, folded)
