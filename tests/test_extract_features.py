@@ -43,19 +43,33 @@ def _make_segments(exp: ExperimentLayout, speech: np.ndarray, lengths: list[int]
     return names
 
 
-@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize(("version", "cpu_fill"), [("v1", 0.75), ("v2", 0.75), ("v2", None)])
 def test_features_match_one_by_one(
-    tmp_path: Path, speech16k: np.ndarray, tiny_hubert: HubertModel, version: str
+    tmp_path: Path,
+    speech16k: np.ndarray,
+    tiny_hubert: HubertModel,
+    version: str,
+    cpu_fill: float | None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Batched passes give each segment's numbers alone: with padded batches (the GPU's rule, here on
+    the CPU) and with the CPU's default (equal lengths only)."""
+    import infer.modules.train.extract_features as E
+
+    if cpu_fill is not None:
+        monkeypatch.setitem(E.MIN_FILL, "cpu", cpu_fill)
     exp = ExperimentLayout(tmp_path / "exp", version)
     names = _make_segments(exp, speech16k, [SEG, SEG, SEG, 41000, SEG, 16000, 50000, 46000])
     report = extract_features(exp, tiny_hubert, None, ArrayCache(None))
     assert isinstance(report, FeatureReport)
     assert (report.n_files, report.n_extracted, report.n_cached) == (8, 8, 0)
     assert report.nan_files == () and report.failed == ()
-    # one padded pass for the four 3.7 s segments with 50000 and 46000 (>= 0.75 of the longest);
-    # 41000 (< 0.75 * 59200) starts a pass, 16000 (< 0.75 * 41000) another
-    assert report.n_forward_passes == 3
+    if cpu_fill == 0.75:
+        # one padded pass for the four 3.7 s segments with 50000 and 46000 (>= 0.75 of the longest);
+        # 41000 (< 0.75 * 59200) starts a pass, 16000 (< 0.75 * 41000) another
+        assert report.n_forward_passes == 3
+    else:  # CPU default: the four 3.7 s segments in one pass, every other length alone
+        assert report.n_forward_passes == 5
     assert report.dim == (16 if version == "v1" else 32) and report.dtype == "float32"
     for name in names:
         feats = np.load(exp.feature_file(name))
