@@ -198,3 +198,45 @@ def test_features_of_the_wrong_width_are_refused_before_training(tmp_path: Path)
     with pytest.raises(UserInputError, match="32-dim content features but a v2 model takes 768-dim"):
         train(settings)
     assert not list(exp.root.glob("G_*.pth"))
+
+
+def test_generator_losses_with_a_frozen_judge_equal_the_reference_formulation(tmp_path: Path) -> None:
+    """`adversarial_losses` (frozen discriminator, real audio without autograd) gives the losses and the
+    generated audio's gradient of `net_d(wave, y_hat)` with a trainable discriminator, leaves no gradient
+    on the discriminator, and restores its trainable flags."""
+    import json
+
+    from infer.lib.losses import feature_loss, generator_loss
+    from infer.modules.train.train import _Trainer
+
+    cfg = tiny_train_config()
+    exp = ExperimentLayout(tmp_path / "exp", "v2")
+    exp.make_dirs()
+    exp.config_path.write_text(json.dumps(cfg.to_dict()))
+    settings = TrainSettings(
+        exp_root=str(exp.root), version="v2", sample_rate="40k", use_f0=True, name="x", epochs=1,
+        from_scratch=True, batch_size=2, device="cpu", world_size=1, num_workers=0,
+    )  # fmt: skip
+    tr = _Trainer(settings, 0, 1, 0, None)
+    tr.setup_models()
+    gen = torch.Generator().manual_seed(0)
+    wave = 0.1 * torch.randn(2, 1, cfg.train.segment_size, generator=gen)
+    base = 0.1 * torch.randn(2, 1, cfg.train.segment_size, generator=gen)
+
+    y_hat = base.clone().requires_grad_(True)
+    _, y_d_g, fmap_r, fmap_g = tr.net_d(wave, y_hat)  # the reference's way: everything with autograd
+    ref_gen, _ = generator_loss(y_d_g)
+    ref_fm = feature_loss(fmap_r, fmap_g)
+    (ref_gen + ref_fm).backward()
+    ref_grad = y_hat.grad.clone()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in tr.net_d.parameters())
+
+    tr.net_d.zero_grad(set_to_none=True)
+    y_hat = base.clone().requires_grad_(True)
+    loss_gen, loss_fm = tr.adversarial_losses(wave, y_hat)
+    (loss_gen + loss_fm).backward()
+    assert loss_gen.item() == pytest.approx(ref_gen.item(), rel=1e-5)
+    assert loss_fm.item() == pytest.approx(ref_fm.item(), rel=1e-5)
+    torch.testing.assert_close(y_hat.grad, ref_grad, rtol=1e-4, atol=1e-7)
+    assert ref_grad.abs().max() > 0
+    assert all(p.grad is None and p.requires_grad for p in tr.net_d.parameters())

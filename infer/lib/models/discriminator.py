@@ -102,6 +102,11 @@ class MultiPeriodDiscriminator(nn.Module):
             fmap_gs.append([f[b:] for f in fmap])
         return y_d_rs, y_d_gs, fmap_rs, fmap_gs
 
+    def run(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+        """One input [B, 1, N] through every sub-discriminator: (logits, feature maps), one entry each."""
+        outs = [d(x) for d in self.discriminators]
+        return [logits for logits, _ in outs], [fmap for _, fmap in outs]
+
 
 def build_discriminator(version: str) -> MultiPeriodDiscriminator:
     """The discriminator matching the pretrained `D` files of `version` ("v1" or "v2")."""
