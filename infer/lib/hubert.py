@@ -194,7 +194,14 @@ class FeatureExtractor(nn.Module):
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """[B, T] -> [B, conv_dim, frames]. With `lengths` [B] (valid samples per row), the GroupNorm of
         layer 0 takes each row's statistics over its valid frames only, so every row's valid output
-        frames equal those of the row run alone; frames past a row's `num_frames(length)` are garbage."""
+        frames equal those of the row run alone; frames past a row's `num_frames(length)` are garbage.
+
+        On the CPU, rows without `lengths` run one at a time (the same numbers): the first layers' outputs
+        are 512 channels at 3.2 kHz (24 MB for 3.7 s), and a batch of them falls out of the cache (about
+        10% slower a row than alone); the transformer after it gains from the batch.
+        """
+        if lengths is None and wav.device.type == "cpu" and wav.shape[0] > 1:
+            return torch.cat([self(row[None]) for row in wav])
         x = wav.unsqueeze(1)
         for i, block in enumerate(self.conv_layers):
             norm = block[2] if len(block) == 4 else None
