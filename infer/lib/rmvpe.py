@@ -174,8 +174,20 @@ class RMVPENet(nn.Module):
         self.fc = nn.Sequential(BiGRU(3 * N_MELS, 256, n_gru), nn.Linear(512, N_BINS), nn.Dropout(0.25), nn.Sigmoid())
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """mel [B, 128, F] -> salience [B, F, 360].
+
+        On the CPU a batch goes row by row through the full-resolution U-Net layers (a row's activations
+        stay in cache; batched they do not) and as a whole through the bottleneck (48 positions a row for
+        3.7 s: a batch makes its matrix products efficient) and the GRU: the same numbers, about a fifth
+        less time a row than either way alone.
+        """
         x = mel.transpose(-1, -2).unsqueeze(1)  # [B, 1, F, 128]
-        x = self.cnn(self.unet(x))  # [B, 3, F, 128]
+        if x.device.type == "cpu" and x.shape[0] > 1:
+            encoded = [self.unet.encoder(row[None]) for row in x]
+            mid = self.unet.intermediate(torch.cat([bottom for bottom, _ in encoded]))
+            x = torch.cat([self.cnn(self.unet.decoder(m[None], skips)) for m, (_, skips) in zip(mid, encoded)])
+        else:
+            x = self.cnn(self.unet(x))  # [B, 3, F, 128]
         x = x.transpose(1, 2).flatten(-2)  # [B, F, 384]
         return self.fc(x)
 
