@@ -141,3 +141,25 @@ def test_world_threads_match_one_by_one(tmp_path: Path, joe_1min: Path, method: 
     second = check_outputs(exp)
     assert first.keys() == second.keys() and all(np.array_equal(first[k], second[k]) for k in first)
     assert sum(int((v > 0).sum()) for v in first.values()) > 100  # real voiced speech, not zeros
+
+
+def test_rmvpe_groups_share_a_padded_length_and_every_worker() -> None:
+    """RMVPE's CPU batches: equal padded frame counts only (so each segment's numbers are those it gets
+    alone), at most RMVPE_CPU_BATCH, and spread so that two workers both get work."""
+    from infer.lib.rmvpe import PAD_MULTIPLE, n_frames_for
+    from infer.modules.train.extract_f0 import RMVPE_CPU_BATCH, _rmvpe_groups
+
+    lengths = [59200] * 22 + [30000, 30100, 16000]  # 22 full 3.7 s segments, two of ~1.9 s, one of 1 s
+    paths = [Path(f"0_{i}.wav") for i in range(len(lengths))]
+    n = dict(zip(paths, lengths, strict=True))
+    groups = _rmvpe_groups(paths, n, workers=2)
+    assert sorted(p for g in groups for p in g) == sorted(paths)
+    for g in groups:
+        assert len({-(-n_frames_for(n[p]) // PAD_MULTIPLE) for p in g}) == 1
+        assert 1 <= len(g) <= RMVPE_CPU_BATCH
+    full = [len(g) for g in groups if n[g[0]] == 59200]
+    assert full == [8, 8, 6]  # ceil(22 / 2 workers) = 11 is over the cap of 8
+    # 30000 and 30100 samples (188 and 189 frames) share a padded length (192) but, two of them for two
+    # workers, go one each; 16000 (101 frames -> 128) is alone
+    assert [len(g) for g in groups if n[g[0]] < 59200] == [1, 1, 1]
+    assert [len(g) for g in _rmvpe_groups(paths[:10], n, workers=2)] == [5, 5]  # 10 for 2 workers: 5 each

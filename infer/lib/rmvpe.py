@@ -420,10 +420,11 @@ def load_rmvpe(
             "(or set RVC_WEIGHTS_DIR), or pick another f0 method"
         )
     sd = _state_dict_from_file(path)
-    net = RMVPENet()
+    with torch.device("meta"):  # no random initialisation of 45M parameters that are replaced at once
+        net = RMVPENet()
     sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
     try:
-        net.load_state_dict(sd, strict=True)
+        net.load_state_dict(sd, strict=True, assign=True)
     except RuntimeError as e:
         raise WeightsError(f"{path} does not hold the RMVPE network: {e}") from e
     return RMVPE(net, device=device, half=half, **kwargs)

@@ -122,21 +122,21 @@ def _worker_compute_many(paths: list[str]) -> list[tuple[str, np.ndarray | None,
     return [(p, f0, None) for p, f0 in zip(paths, outs, strict=True)]
 
 
-def _rmvpe_groups(paths: list[Path], n_samples: dict[Path, int]) -> list[list[Path]]:
+def _rmvpe_groups(paths: list[Path], n_samples: dict[Path, int], workers: int) -> list[list[Path]]:
     """Segments with the same padded RMVPE frame count (`infer_batch` runs them as one batch with the
-    numbers each has alone), up to `RMVPE_CPU_BATCH` a group; the groups in the order of their first path."""
+    numbers each has alone), in groups of at most `RMVPE_CPU_BATCH` and small enough that every worker
+    gets a share of each length; the groups in the order of their first path."""
     from infer.lib.rmvpe import PAD_MULTIPLE, n_frames_for
 
-    groups: dict[int, list[list[Path]]] = {}
-    order: list[list[Path]] = []
+    by_len: dict[int, list[Path]] = {}
     for p in paths:
-        key = -(-n_frames_for(n_samples[p]) // PAD_MULTIPLE)
-        open_groups = groups.setdefault(key, [])
-        if not open_groups or len(open_groups[-1]) >= RMVPE_CPU_BATCH:
-            open_groups.append([])
-            order.append(open_groups[-1])
-        open_groups[-1].append(p)
-    return order
+        by_len.setdefault(-(-n_frames_for(n_samples[p]) // PAD_MULTIPLE), []).append(p)
+    groups = []
+    for same in by_len.values():
+        size = max(1, min(RMVPE_CPU_BATCH, -(-len(same) // max(1, workers))))
+        groups += [same[i : i + size] for i in range(0, len(same), size)]
+    first = {p: i for i, p in enumerate(paths)}
+    return sorted(groups, key=lambda g: first[g[0]])
 
 
 def _cpu_count() -> int:
@@ -235,7 +235,8 @@ def extract_f0(
             workers, mp_context=ctx, initializer=_worker_init, initargs=(settings, threads)
         ) as pool:
             if settings.method in NEEDS_WEIGHTS_FILE:  # RMVPE: a worker's batch shares the bottleneck and GRU
-                futs = [pool.submit(_worker_compute_many, [str(p) for p in g]) for g in _rmvpe_groups(todo, n_samples)]
+                groups = _rmvpe_groups(todo, n_samples, workers)
+                futs = [pool.submit(_worker_compute_many, [str(p) for p in g]) for g in groups]
             else:
                 futs = [pool.submit(_worker_compute_many, [str(p)]) for p in todo]
             bar = progress(as_completed(futs), f"f0 {method}", total=len(futs), unit="batch", logger=_log)
