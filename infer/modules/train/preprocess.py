@@ -145,11 +145,6 @@ class _Task:
     source_clipped: float | None = None  # measured before enhancement (the worker sees enhanced audio)
 
 
-def _dbfs(x: np.ndarray) -> float:
-    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
-    return 20 * np.log10(rms) if rms > 0 else -200.0
-
-
 def segment_starts(n: int, sr: int, per: float, overlap: float = OVERLAP_S) -> list[tuple[int, int]]:
     """The reference segmentation of one slice of `n` samples: [(start, end)] sample ranges.
 
