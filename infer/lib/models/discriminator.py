@@ -92,15 +92,13 @@ class MultiPeriodDiscriminator(nn.Module):
         self, y: torch.Tensor, y_hat: torch.Tensor
     ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[list[torch.Tensor]], list[list[torch.Tensor]]]:
         b = y.shape[0]
-        both = torch.cat([y, y_hat.to(y.dtype)], dim=0)
-        y_d_rs, y_d_gs, fmap_rs, fmap_gs = [], [], [], []
-        for d in self.discriminators:
-            logits, fmap = d(both)
-            y_d_rs.append(logits[:b])
-            y_d_gs.append(logits[b:])
-            fmap_rs.append([f[:b] for f in fmap])
-            fmap_gs.append([f[b:] for f in fmap])
-        return y_d_rs, y_d_gs, fmap_rs, fmap_gs
+        logits, fmaps = self.run(torch.cat([y, y_hat.to(y.dtype)], dim=0))
+        return (
+            [x[:b] for x in logits],
+            [x[b:] for x in logits],
+            [[f[:b] for f in fmap] for fmap in fmaps],
+            [[f[b:] for f in fmap] for fmap in fmaps],
+        )
 
     def run(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
         """One input [B, 1, N] through every sub-discriminator: (logits, feature maps), one entry each."""
