@@ -100,3 +100,21 @@ def test_rmvpe_method_reproduces_reference(reference_dir: Path, tmp_path: Path) 
         ex.compute(audio), np.load(reference_dir / "rmvpe" / "rmvpe_expected_f0.npy"), rtol=1e-5, atol=1e-3
     )
     assert ex.settings.cache_settings()["weights"]  # keyed by the weights' content hash
+
+
+def test_world_methods_keep_their_numbers(reference_dir: Path, repo_root: Path) -> None:
+    """harvest/dio give exactly the f0 of the pyworld 0.3.5 source build the fixture was made with.
+
+    The `pyworld` module comes from the `pyworld-prebuilt` wheel (no compiler in the images); the
+    fixture holds `F0Extractor(m).compute(x)` for m in harvest, dio on 2 s of reference speech and
+    1 s of the vibrato tone, computed with pyworld 0.3.5, so a WORLD build that moves a single frame fails.
+    """
+    expected = np.load(repo_root / "tests" / "fixtures" / "world_f0_pyworld035.npz")
+    inputs = {
+        "speech": np.load(reference_dir / "rmvpe" / "input_16k.npy"),
+        "vibrato": make_signal("vibrato", 1.0).audio,
+    }
+    for method in ("harvest", "dio"):
+        ex = F0Extractor(method)
+        for name, audio in inputs.items():
+            np.testing.assert_array_equal(ex.compute(audio), expected[f"{name}_{method}"], err_msg=f"{name} {method}")

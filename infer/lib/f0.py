@@ -117,12 +117,8 @@ class F0Settings:
 
 
 def _import_pyworld() -> Any:
-    """pyworld 0.3.5 imports `pkg_resources` (requirements pin setuptools<81); silence its deprecation warning."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        import pyworld
+    """The `pyworld` module (installed by the `pyworld-prebuilt` wheel: WORLD's harvest/dio/stonemask)."""
+    import pyworld
 
     return pyworld
 
