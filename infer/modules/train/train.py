@@ -229,11 +229,16 @@ def _latest_checkpoints(exp: ExperimentLayout) -> tuple[Path, Path, dict[str, An
     """(G, D, state) of the latest checkpoint pair, from train_state.json or the newest G_*/D_* files."""
     sp = state_path(exp)
     if sp.is_file():
+        from infer.lib.resume_state import D_RE, G_RE
+
         state = json.loads(sp.read_text())
-        g, d = exp.root / state["checkpoint_g"], exp.root / state["checkpoint_d"]
-        if g.is_file() and d.is_file():
-            return g, d, state
-        _log.warning("%s names checkpoints that are missing; looking for G_*.pth files instead", sp)
+        gn, dn = state.get("checkpoint_g"), state.get("checkpoint_d")
+        # plain names only: every path is derived from the experiment folder
+        if isinstance(gn, str) and isinstance(dn, str) and G_RE.match(gn) and D_RE.match(dn):
+            g, d = exp.checkpoint_dir / gn, exp.checkpoint_dir / dn
+            if g.is_file() and d.is_file():
+                return g, d, state
+        _log.warning("%s names checkpoints that are missing; looking for G_*.pth files instead", sp.name)
 
     def steps(prefix: str) -> dict[int, Path]:
         out = {}
@@ -390,7 +395,10 @@ class _Trainer:
                 self.history = list(state.get("history", []))
                 if state.get("best_epoch") is not None:
                     self.best = (int(state["best_epoch"]), float(state["best_holdout_mel"]))
-                self.best_model_path = state.get("best_model_path")
+                from infer.lib.resume_state import BEST_RE
+
+                best = state.get("best_model_path")
+                self.best_model_path = best if isinstance(best, str) and BEST_RE.match(best) else None
                 self.skipped = int(state.get("skipped_steps", 0))
                 self.initial_holdout = state.get("initial_holdout_mel")
             else:
@@ -711,7 +719,7 @@ class _Trainer:
                     self.export(p, epoch)
                     self.best = (epoch, held)
                     self.best_model_path = p.name
-                    if old and old != p.name:
+                    if old and old != p.name and Path(old).name == old:
                         (self.exp.root / old).unlink(missing_ok=True)
                 if writer is not None:
                     for k, v in means.items():
