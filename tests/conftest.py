@@ -15,6 +15,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("RVC_SHARED_DIR", REPO_ROOT.parent / "shared")).resolve()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _allow_private_urls() -> None:
+    """The tests serve files on 127.0.0.1: allow private hosts (the cog and web UI servers they start
+    inherit it). Tests of the refusal remove it with monkeypatch."""
+    os.environ["RVC_ALLOW_PRIVATE_URLS"] = "1"
+
+
 def _need(path: Path) -> Path:
     if not path.exists():
         pytest.fail(f"{path} is missing: tests need ../shared beside the repository (or RVC_SHARED_DIR)")

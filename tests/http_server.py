@@ -4,6 +4,7 @@
         srv.add("/a.wav", body=b"...", content_type="audio/wav")
         srv.add("/flaky", responses=[Reply(status=500), Reply(body=b"ok")])   # one reply per request
         srv.add("/slow", body=b"...", delay_s=2.0)                             # sleeps before the body
+        srv.add("/drip", responses=[Reply(body=data, trickle_s=0.1)])          # one byte every 0.1 s
         srv.add("/cut", body=data[:100], content_length=len(data))             # closes early
         srv.add("/nolen", body=data, content_length=-1)                        # no Content-Length header
         url = srv.url("/a.wav")
@@ -11,6 +12,7 @@
 
 Each route answers a list of `Reply`s in turn (the last one repeats). Threads serve requests in
 parallel, so concurrent clients work. Nothing is mocked: clients talk real HTTP over a socket.
+The tests' conftest sets RVC_ALLOW_PRIVATE_URLS=1 so that the downloaders fetch from 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Reply:
     content_type: str = "application/octet-stream"
     content_length: int | None = None  # header value; None = len(body); may lie (truncated transfer); -1 = no header
     delay_s: float = 0.0  # sleep after the headers, before the body (slow server)
+    trickle_s: float = 0.0  # send the body one byte at a time, sleeping this long between bytes
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -72,7 +75,13 @@ class LocalHTTPServer:
                     if reply.delay_s:
                         self.wfile.flush()
                         time.sleep(reply.delay_s)
-                    self.wfile.write(reply.body)
+                    if reply.trickle_s:
+                        for i in range(len(reply.body)):
+                            self.wfile.write(reply.body[i : i + 1])
+                            self.wfile.flush()
+                            time.sleep(reply.trickle_s)
+                    else:
+                        self.wfile.write(reply.body)
                     self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True

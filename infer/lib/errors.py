@@ -26,3 +26,11 @@ class WeightsError(RVCError):
 
 class CancelledError(RVCError):
     """The job was cancelled (SIGTERM, cog's cancel) and stopped cleanly."""
+
+
+class DiskFullError(UserInputError):
+    """Not enough free disk space: the message names the folder and the space needed.
+
+    A `UserInputError` so that front ends show the message alone: whoever runs the service fixes it
+    (free space, or point `RVC_JOBS_DIR` at a larger disk), not the maintainers.
+    """

@@ -1,7 +1,8 @@
 """One place for logging and progress.
 
 Log lines are plain (`2026-11-25 10:00:00 INFO rvc.train: epoch 3/10 ...`) on stdout, so they read well
-in cog's prediction log. `progress()` draws a tqdm bar in a terminal and otherwise logs a line every
+in cog's prediction log. Every line, tracebacks included, passes through `infer.lib.urls.redact_text`
+(no URL credentials or query tokens reach a log); a job's train.log also shows paths relative to the job. `progress()` draws a tqdm bar in a terminal and otherwise logs a line every
 `every` percent, so a prediction log shows progress without bar noise.
 """
 
@@ -20,6 +21,23 @@ ROOT = "rvc"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class RedactingFormatter(logging.Formatter):
+    """The project's line format with URLs redacted; paths under `roots` are written relative to the
+    first one's parent (`/tmp/rvc-jobs/job-x/exp/G_1.pth` -> `exp/G_1.pth`)."""
+
+    def __init__(self, roots: tuple[str, ...] = ()) -> None:
+        super().__init__(_FORMAT, "%Y-%m-%d %H:%M:%S")
+        self.roots = tuple(sorted((r.rstrip("/") + "/" for r in roots if r.rstrip("/")), key=len, reverse=True))
+
+    def format(self, record: logging.LogRecord) -> str:
+        from infer.lib.urls import redact_text
+
+        text = redact_text(super().format(record))
+        for r in self.roots:
+            text = text.replace(r, "")
+        return text
+
+
 def get_logger(name: str) -> logging.Logger:
     """A logger under the project's root (`rvc.<name>`)."""
     return logging.getLogger(f"{ROOT}.{name}" if not name.startswith(ROOT) else name)
@@ -30,7 +48,7 @@ def setup_logging(level: int = logging.INFO, log_file: str | None = None) -> Non
     root = logging.getLogger(ROOT)
     root.setLevel(level)
     root.propagate = False
-    fmt = logging.Formatter(_FORMAT, "%Y-%m-%d %H:%M:%S")
+    fmt = RedactingFormatter()
     if not any(getattr(h, "_rvc_stdout", False) for h in root.handlers):
         h = logging.StreamHandler(sys.stdout)
         h.setFormatter(fmt)

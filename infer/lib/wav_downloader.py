@@ -3,9 +3,19 @@
 `WavDownloader(settings).download(urls, out_dir) -> list[DownloadedFile]`:
 
 - accepts `http://`, `https://` and `data:` URIs; anything else (file://, ftp://, bare paths) is refused;
+- refuses hosts that resolve to loopback, private, link-local, multicast or reserved addresses, checked
+  after DNS resolution, on every redirect (followed here, http(s) only) and on the connected socket,
+  unless `RVC_ALLOW_PRIVATE_URLS=1` (`infer.lib.urls.check_destination`);
 - downloads concurrently (a thread pool), streamed to disk in chunks, with connect and read timeouts,
   retrying connection errors, timeouts, truncated transfers and HTTP 5xx/429 with exponential backoff
-  (`Retry-After` honoured up to `max_backoff_s`); other HTTP errors (404, 403, ...) fail at once;
+  (`Retry-After` honoured up to `max_backoff_s`); other HTTP errors (404, 403, ...), a refused scheme or
+  host and a redirect to a non-http(s) URL fail at once;
+- every file ends: a deadline per file over all its attempts (`deadline_s`, default 15 minutes,
+  `RVC_DOWNLOAD_DEADLINE_S`), and a minimum average rate once `min_rate_after_s` have passed;
+- a cancel (the `cancel` event, or an exception such as cog's cancel raised in the waiting thread)
+  reaches the download threads: their sockets are shut down, nothing is retried, and `download`
+  returns (raises `CancelledError`) within a second or so;
+- URLs appear in logs and errors only through `infer.lib.urls.redact_url` (no credentials, no query);
 - enforces a size limit per file and in total (checked on the bytes actually received, not only on
   `Content-Length`);
 - probes and converts every file with ffmpeg to a mono 32-bit float WAV at the source sample rate
@@ -21,24 +31,44 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
+import errno
 import os
 import re
 import threading
 import time
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
 from infer.lib.audio import AudioDecodeError, convert_to_wav, describe_bad_file, probe
-from infer.lib.errors import UserInputError
+from infer.lib.errors import CancelledError, ConfigError, UserInputError
 from infer.lib.log import get_logger
+from infer.lib.urls import DestinationRefused, check_destination, check_peer, redact_text, redact_url
 
 _log = get_logger("download")
 
 MiB = 1 << 20
 _CHUNK = 256 * 1024
+DEADLINE_ENV = "RVC_DOWNLOAD_DEADLINE_S"
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def _env_deadline() -> float:
+    """`$RVC_DOWNLOAD_DEADLINE_S` (seconds per file), default 900."""
+    raw = os.environ.get(DEADLINE_ENV, "").strip()
+    if not raw:
+        return 900.0
+    try:
+        v = float(raw)
+    except ValueError:
+        raise ConfigError(f"{DEADLINE_ENV} must be a number of seconds, got {raw!r}") from None
+    if not v > 0:
+        raise ConfigError(f"{DEADLINE_ENV} must be > 0, got {raw!r}")
+    return v
 
 
 @dataclass(frozen=True)
@@ -54,13 +84,17 @@ class DownloadSettings:
     max_backoff_s: float = 30.0
     max_workers: int = 4
     max_urls: int = 1000
+    deadline_s: float = dataclasses.field(default_factory=_env_deadline)  # per file, all attempts together
+    min_rate_bytes_s: float = 8 * 1024  # slower on average than this (after min_rate_after_s) fails
+    min_rate_after_s: float = 60.0
+    max_redirects: int = 10
     user_agent: str = "rvc-trainer/0.1 (+https://github.com/RVC-Project)"
 
     def __post_init__(self) -> None:
         for name in ("max_file_bytes", "max_total_bytes", "max_workers", "max_urls"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"DownloadSettings.{name} must be > 0")
-        for name in ("connect_timeout_s", "read_timeout_s"):
+        for name in ("connect_timeout_s", "read_timeout_s", "deadline_s"):
             if float(getattr(self, name)) <= 0:
                 raise ValueError(f"DownloadSettings.{name} must be > 0")
         if self.retries < 0 or self.backoff_s < 0 or self.max_backoff_s < 0:
@@ -74,7 +108,7 @@ class DownloadSettings:
 class DownloadedFile:
     """One URL's result: the converted WAV and what was found out about it."""
 
-    url: str  # as given (data: URIs shortened)
+    url: str  # redacted (`infer.lib.urls.redact_url`)
     path: Path  # the mono float WAV
     bytes_downloaded: int
     duration_s: float
@@ -99,11 +133,88 @@ class _DownloadFailed(Exception):
 
 
 def short_url(url: str, limit: int = 120) -> str:
-    """`url` for messages: data: URIs cut to their header, long URLs shortened."""
-    if url[:5].lower() == "data:":
-        head = url.split(",", 1)[0]
-        return f"{head[:60]},... ({len(url)} chars)"
-    return url if len(url) <= limit else url[: limit - 3] + "..."
+    """`url` for messages: redacted (no user info, query or fragment), data: URIs cut, long ones shortened."""
+    return redact_url(url, limit)
+
+
+class _Cancelled(Exception):
+    """The job was cancelled while this file was downloading."""
+
+
+class _DiskFull(Exception):
+    """Writing the download failed for want of disk space."""
+
+
+@dataclass
+class _Transfer:
+    """One running attempt, watched by `_Watchdog`: its socket, its start and the bytes it received."""
+
+    file_deadline: float
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    received: int = 0
+    sock: object = None
+    reason: str | None = None  # "cancelled", "deadline" or "slow" once aborted
+
+    def abort(self, reason: str) -> None:
+        import socket
+
+        if self.reason is None:
+            self.reason = reason
+        sock = self.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in recv()
+
+
+class _Watchdog:
+    """A thread that aborts transfers on cancel, past their file's deadline, or below the minimum rate."""
+
+    def __init__(self, settings: DownloadSettings, cancel: threading.Event) -> None:
+        self.s = settings
+        self.cancel = cancel
+        self._lock = threading.Lock()
+        self._active: set[int] = set()
+        self._transfers: dict[int, _Transfer] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="download-watchdog", daemon=True)
+
+    def __enter__(self) -> _Watchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+
+    @contextlib.contextmanager
+    def watch(self, t: _Transfer) -> Iterator[_Transfer]:
+        with self._lock:
+            self._transfers[id(t)] = t
+        try:
+            yield t
+        finally:
+            with self._lock:
+                self._transfers.pop(id(t), None)
+
+    def abort_all(self, reason: str) -> None:
+        with self._lock:
+            ts = list(self._transfers.values())
+        for t in ts:
+            t.abort(reason)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            if self.cancel.is_set():
+                self.abort_all("cancelled")
+                continue
+            now = time.monotonic()
+            with self._lock:
+                ts = list(self._transfers.values())
+            for t in ts:
+                el = now - t.started
+                if now > t.file_deadline:
+                    t.abort("deadline")
+                elif el > self.s.min_rate_after_s and t.received / el < self.s.min_rate_bytes_s:
+                    t.abort("slow")
 
 
 def safe_stem(url: str, limit: int = 60) -> str:
@@ -147,11 +258,19 @@ class WavDownloader:
             raise UserInputError("these audio URLs cannot be used:\n" + "\n".join(bad))
         return cleaned
 
-    def download(self, urls: list[str], out_dir: str | os.PathLike[str]) -> list[DownloadedFile]:
-        """Download and convert every URL into `out_dir`; all succeed or one `UserInputError` lists failures."""
+    def download(
+        self, urls: list[str], out_dir: str | os.PathLike[str], cancel: threading.Event | None = None
+    ) -> list[DownloadedFile]:
+        """Download and convert every URL into `out_dir`; all succeed or one `UserInputError` lists failures.
+
+        `cancel`: set it to stop; `CancelledError` is raised within about a second. `DiskFullError` when
+        the disk fills up.
+        """
         import requests
 
         urls = self.validate(urls)
+        cancel = cancel or threading.Event()
+        self._cancel = cancel
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         self._total = 0
@@ -163,21 +282,59 @@ class WavDownloader:
         session.mount("https://", adapter)
         results: list[DownloadedFile | str] = [""] * len(urls)
 
+        disk_full: list[str] = []
+
         def job(i: int) -> None:
             try:
                 results[i] = self._one(session, i, urls[i], out_dir, width)
             except _DownloadFailed as e:
-                results[i] = e.reason
+                results[i] = redact_text(e.reason)
+            except _Cancelled:
+                results[i] = "cancelled"
+            except (_DiskFull, OSError) as e:
+                if isinstance(e, _DiskFull) or e.errno == errno.ENOSPC:
+                    disk_full.append(str(out_dir))
+                    results[i] = "disk full"
+                    cancel.set()  # the others cannot finish either
+                    return
+                _log.exception("unexpected failure downloading %s", short_url(urls[i]))
+                results[i] = redact_text(f"unexpected error: {type(e).__name__}: {e}")
             except Exception as e:  # noqa: BLE001 - every failure becomes a line in the user's error
                 _log.exception("unexpected failure downloading %s", short_url(urls[i]))
-                results[i] = f"unexpected error: {type(e).__name__}: {e}"
+                results[i] = redact_text(f"unexpected error: {type(e).__name__}: {e}")
 
         _log.info("downloading %d file(s) with %d worker(s)", len(urls), self.settings.max_workers)
+        pool = ThreadPoolExecutor(max_workers=min(self.settings.max_workers, len(urls)), thread_name_prefix="download")
+        self._watchdog = _Watchdog(self.settings, cancel)
+        done_ok = False
         try:
-            with ThreadPoolExecutor(max_workers=min(self.settings.max_workers, len(urls))) as pool:
-                list(pool.map(job, range(len(urls))))
+            with self._watchdog:
+                futures = [pool.submit(job, i) for i in range(len(urls))]
+                pending = set(futures)
+                while pending:
+                    _, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+                    if cancel.is_set() and not disk_full:
+                        raise CancelledError("cancelled while downloading the audio")
+                done_ok = True
+        except BaseException:
+            # a cancel (ours, or cog's exception raised in this thread): stop the threads, do not wait
+            cancel.set()
+            self._watchdog.abort_all("cancelled")
+            raise
         finally:
+            pool.shutdown(wait=done_ok, cancel_futures=True)
             session.close()
+            if not done_ok:
+                for r in results:
+                    if isinstance(r, DownloadedFile):
+                        r.path.unlink(missing_ok=True)
+        if disk_full:
+            for r in results:
+                if isinstance(r, DownloadedFile):
+                    r.path.unlink(missing_ok=True)
+            from infer.lib.diskspace import disk_full_error
+
+            raise disk_full_error(Path(disk_full[0]), "downloading the audio")
         failed = [(urls[i], r) for i, r in enumerate(results) if isinstance(r, str)]
         if failed:
             for r in results:
@@ -218,7 +375,7 @@ class WavDownloader:
             short_url(url), dst.name, info.duration_s, info.sample_rate, info.codec, ", video" if info.has_video else "",
         )  # fmt: skip
         return DownloadedFile(
-            url=short_url(url, 1000),
+            url=redact_url(url, 1000),
             path=dst,
             bytes_downloaded=nbytes,
             duration_s=info.duration_s,
@@ -259,16 +416,25 @@ class WavDownloader:
         if len(data) > self.settings.max_file_bytes:
             raise self._too_big()
         self._reserve(len(data))
-        raw.write_bytes(data)
+        try:
+            raw.write_bytes(data)
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise _DiskFull() from e
+            raise
         return len(data)
 
     def _fetch_with_retries(self, session, url: str, raw: Path) -> tuple[int, int]:
         s = self.settings
+        cancel = getattr(self, "_cancel", None) or threading.Event()
+        file_deadline = time.monotonic() + s.deadline_s
         attempt = 0
         while True:
             attempt += 1
+            if cancel.is_set():
+                raise _Cancelled()
             try:
-                return self._fetch(session, url, raw), attempt
+                return self._fetch(session, url, raw, file_deadline), attempt
             except _DownloadFailed as e:
                 if not e.retryable or attempt > s.retries:
                     if attempt > 1 and e.retryable:
@@ -277,18 +443,68 @@ class WavDownloader:
                 wait = min(s.max_backoff_s, s.backoff_s * 2 ** (attempt - 1))
                 if e.retry_after is not None:
                     wait = min(s.max_backoff_s, max(wait, e.retry_after))
-                _log.warning("%s: %s; retry %d/%d in %.1f s", short_url(url), e.reason, attempt, s.retries, wait)
-                time.sleep(wait)
+                if time.monotonic() + wait >= file_deadline:
+                    raise _DownloadFailed(f"{e.reason}; {self._deadline_text()}") from e
+                _log.warning(
+                    "%s: %s; retry %d/%d in %.1f s", short_url(url), redact_text(e.reason), attempt, s.retries, wait
+                )
+                if cancel.wait(wait):
+                    raise _Cancelled() from None
 
-    def _fetch(self, session, url: str, raw: Path) -> int:
-        import requests
+    def _deadline_text(self) -> str:
+        return (
+            f"the download did not finish within {self.settings.deadline_s:g} s (the per-file deadline, {DEADLINE_ENV})"
+        )
+
+    def _open(self, session, url: str, file_deadline: float):
+        """GET `url` (stream), following redirects here: each hop must be http(s) to a public host."""
+        s = self.settings
+        current = url
+        for _ in range(s.max_redirects + 1):
+            parts = urllib.parse.urlsplit(current)
+            if parts.scheme.lower() not in ("http", "https"):
+                scheme = parts.scheme.lower() or "(none)"
+                raise _DownloadFailed(f"redirected to a {scheme}:// URL; only http(s) is accepted")
+            if not parts.hostname:
+                raise _DownloadFailed("redirected to a URL without a host name")
+            try:
+                check_destination(current)
+            except DestinationRefused as e:
+                raise _DownloadFailed(str(e)) from None
+            left = max(0.5, file_deadline - time.monotonic())
+            r = session.get(
+                current,
+                stream=True,
+                timeout=(min(s.connect_timeout_s, left), min(s.read_timeout_s, left)),
+                allow_redirects=False,
+            )
+            try:
+                check_peer(_socket_of(r), parts.hostname)
+            except DestinationRefused as e:
+                r.close()
+                raise _DownloadFailed(str(e)) from None
+            target = session.get_redirect_target(r) if r.status_code in _REDIRECTS else None
+            if not target:
+                return r
+            r.close()
+            current = urllib.parse.urljoin(current, target)
+        raise _DownloadFailed("too many redirects")
+
+    def _fetch(self, session, url: str, raw: Path, file_deadline: float | None = None) -> int:
+        import urllib3
 
         s = self.settings
+        if file_deadline is None:
+            file_deadline = time.monotonic() + s.deadline_s
         received = 0
+        t = _Transfer(file_deadline)
+        watchdog = getattr(self, "_watchdog", None)
+        watching = watchdog.watch(t) if watchdog is not None else contextlib.nullcontext(t)
         try:
-            with session.get(
-                url, stream=True, timeout=(s.connect_timeout_s, s.read_timeout_s), allow_redirects=True
-            ) as r:
+            with watching, self._open(session, url, file_deadline) as r:
+                t.sock = _socket_of(r)
+                if t.reason:
+                    t.abort(t.reason)
                 if r.status_code >= 400:
                     retryable = r.status_code >= 500 or r.status_code == 429
                     retry_after = _retry_after(r.headers.get("Retry-After"))
@@ -300,41 +516,48 @@ class WavDownloader:
                     raise self._too_big()
                 try:
                     with open(raw, "wb") as f:
-                        for chunk in r.iter_content(_CHUNK):
-                            if not chunk:
-                                continue
+                        for chunk in _chunks(r):
+                            if t.reason:
+                                break
                             if received + len(chunk) > s.max_file_bytes:
                                 raise self._too_big()
                             self._reserve(len(chunk))
                             received += len(chunk)
-                            f.write(chunk)
+                            t.received = received
+                            try:
+                                f.write(chunk)
+                            except OSError as e:
+                                if e.errno == errno.ENOSPC:
+                                    raise _DiskFull() from e
+                                raise
                 except BaseException:
                     self._release(received)
                     raise
+                if t.reason:
+                    self._release(received)
+                    raise self._aborted(t)
                 ctype = (r.headers.get("Content-Type") or "").lower()
-        except requests.exceptions.ConnectTimeout as e:
-            raise _DownloadFailed(f"connection timed out after {s.connect_timeout_s:g} s", retryable=True) from e
-        except (requests.exceptions.ReadTimeout, TimeoutError) as e:
-            raise _DownloadFailed(
-                f"the server stopped sending data for {s.read_timeout_s:g} s (read timeout)", retryable=True
-            ) from e
-        except requests.exceptions.ChunkedEncodingError as e:
-            raise _DownloadFailed(
-                "the transfer was cut off before the end (truncated download: fewer bytes than the server announced)",
-                retryable=True,
-            ) from e
-        except requests.exceptions.ConnectionError as e:
-            if "Read timed out" in str(e):
+        except (_DownloadFailed, _DiskFull, _Cancelled):
+            raise
+        except Exception as e:
+            if t.reason:  # the watchdog shut the socket: say why, not what the socket said
+                raise self._aborted(t) from e
+            if isinstance(e, urllib3.exceptions.ReadTimeoutError):
                 raise _DownloadFailed(
                     f"the server stopped sending data for {s.read_timeout_s:g} s (read timeout)", retryable=True
                 ) from e
-            raise _DownloadFailed(f"connection failed ({_short_exc(e)})", retryable=True) from e
-        except requests.exceptions.InvalidURL as e:
-            raise _DownloadFailed(f"invalid URL ({e})") from e
-        except requests.exceptions.TooManyRedirects as e:
-            raise _DownloadFailed("too many redirects") from e
-        except requests.exceptions.RequestException as e:
-            raise _DownloadFailed(f"download failed ({_short_exc(e)})", retryable=True) from e
+            if isinstance(e, urllib3.exceptions.ProtocolError):
+                raise _DownloadFailed(
+                    "the transfer was cut off before the end (truncated download: fewer bytes than the server "
+                    "announced)",
+                    retryable=True,
+                ) from e
+            if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+                raise _DiskFull() from e
+            err = self._request_error(e)
+            if err is e:
+                raise
+            raise err from e
         if received == 0:
             raise _DownloadFailed("the server sent an empty file (0 bytes)")
         if "text/html" in ctype:
@@ -342,6 +565,47 @@ class WavDownloader:
             if bad:
                 raise _DownloadFailed(bad)
         return received
+
+    def _aborted(self, t: _Transfer) -> Exception:
+        if t.reason == "cancelled":
+            return _Cancelled()
+        if t.reason == "deadline":
+            return _DownloadFailed(self._deadline_text())
+        el = max(1e-9, time.monotonic() - t.started)
+        return _DownloadFailed(
+            f"the server sent {t.received / el / 1024:.1f} KiB/s on average, below the minimum "
+            f"{self.settings.min_rate_bytes_s / 1024:g} KiB/s"
+        )
+
+    def _request_error(self, e: Exception) -> Exception:
+        """What a `requests` failure means for the user, and whether another attempt may help."""
+        import requests
+
+        s = self.settings
+        rex = requests.exceptions
+        read_timeout = f"the server stopped sending data for {s.read_timeout_s:g} s (read timeout)"
+        if isinstance(e, rex.ConnectTimeout):
+            return _DownloadFailed(f"connection timed out after {s.connect_timeout_s:g} s", retryable=True)
+        if isinstance(e, (rex.ReadTimeout, TimeoutError)):
+            return _DownloadFailed(read_timeout, retryable=True)
+        if isinstance(e, rex.ChunkedEncodingError):
+            return _DownloadFailed(
+                "the transfer was cut off before the end (truncated download: fewer bytes than the server announced)",
+                retryable=True,
+            )
+        if isinstance(e, rex.SSLError):
+            return _DownloadFailed(f"TLS/SSL failed ({_short_exc(e)})")
+        if isinstance(e, rex.ConnectionError):
+            if "Read timed out" in str(e):
+                return _DownloadFailed(read_timeout, retryable=True)
+            return _DownloadFailed(f"connection failed ({_short_exc(e)})", retryable=True)
+        if isinstance(e, (rex.InvalidURL, rex.InvalidSchema, rex.MissingSchema)):
+            return _DownloadFailed(f"invalid URL ({_short_exc(e)})")
+        if isinstance(e, rex.TooManyRedirects):
+            return _DownloadFailed("too many redirects")
+        if isinstance(e, rex.RequestException):
+            return _DownloadFailed(f"download failed ({_short_exc(e)})")
+        return e
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -353,8 +617,30 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+def _socket_of(r) -> object:
+    """The socket under a streamed `requests` response (urllib3 2), or None."""
+    conn = getattr(getattr(r, "raw", None), "connection", None) or getattr(getattr(r, "raw", None), "_connection", None)
+    return getattr(conn, "sock", None)
+
+
+def _chunks(r) -> Iterator[bytes]:
+    """The body as it arrives: `read1` returns whatever one socket read gave (so a trickle is still
+    seen chunk by chunk); older urllib3 falls back to fixed-size chunks."""
+    raw = r.raw
+    if hasattr(raw, "read1"):
+        while True:
+            chunk = raw.read1(_CHUNK, decode_content=True)
+            if not chunk:
+                return
+            yield chunk
+    else:
+        for chunk in r.iter_content(_CHUNK):
+            if chunk:
+                yield chunk
+
+
 def _short_exc(e: BaseException) -> str:
-    msg = str(e)
+    msg = redact_text(str(e))
     m = re.search(r"\[Errno -?\d+\] ([^'\")]+)", msg)
     if m:
         return m.group(1).strip()

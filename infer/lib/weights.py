@@ -46,6 +46,7 @@ from infer.lib.config import SAMPLE_RATES, VERSIONS
 from infer.lib.errors import ConfigError, UserInputError, WeightsError
 from infer.lib.fileio import atomic_write_text, sha256_file
 from infer.lib.log import get_logger, is_terminal
+from infer.lib.urls import redact_text, redact_url
 
 _log = get_logger("weights")
 
@@ -298,7 +299,7 @@ class WeightsSettings:
         if self.base_url is not None:
             url = self.base_url.strip()
             if not url.startswith(("http://", "https://")):
-                raise ConfigError(f"RVC_WEIGHTS_BASE_URL must be an http(s) URL, got {self.base_url!r}")
+                raise ConfigError(f"RVC_WEIGHTS_BASE_URL must be an http(s) URL, got {redact_url(self.base_url)!r}")
             object.__setattr__(self, "base_url", url.rstrip("/"))
         if self.max_workers < 1:
             raise ConfigError(f"max_workers must be >= 1, got {self.max_workers}")
@@ -652,10 +653,10 @@ class WeightDownloader:
                 try:
                     total = self._get(name, url, part, expect)
                 except _NotFoundError:
-                    not_found.append(url)
+                    not_found.append(redact_url(url))
                     break
                 except _RetryableError as e:
-                    failures.append(f"{url}: {e}")
+                    failures.append(redact_text(f"{redact_url(url)}: {e}"))
                     break
                 problem = self._check_part(part, expect, total)
                 if problem is None:
@@ -664,7 +665,7 @@ class WeightDownloader:
                 part.unlink(missing_ok=True)
                 if round_ == 2:
                     raise WeightsError(
-                        f"{name}: downloaded twice from {url} and refused both times: {problem}. "
+                        f"{name}: downloaded twice from {redact_url(url)} and refused both times: {problem}. "
                         "The source may have changed or the mirror is damaged; "
                         "check RVC_WEIGHTS_BASE_URL or report it."
                     )
@@ -763,9 +764,9 @@ class WeightDownloader:
                 part.unlink(missing_ok=True)
                 raise _RetryableError("server refused the resume range; starting over")
             if code in (408, 429) or code >= 500:
-                raise _RetryableError(f"HTTP {code} from {url}")
+                raise _RetryableError(f"HTTP {code} from {redact_url(url)}")
             if code not in (200, 206):
-                raise WeightsError(f"{name}: HTTP {code} from {url}; cannot fetch it")
+                raise WeightsError(f"{name}: HTTP {code} from {redact_url(url)}; cannot fetch it")
             if code == 206:
                 start = _start_from_content_range(resp.headers.get("Content-Range"))
                 if start != offset:
@@ -778,7 +779,9 @@ class WeightDownloader:
                 total = int(length) if length and length.isdigit() else None
                 offset, mode = 0, "wb"
             if expect.size is not None and total is not None and total != expect.size:
-                _log.warning("%s: %s announces %d bytes, the manifest says %d", name, url, total, expect.size)
+                _log.warning(
+                    "%s: %s announces %d bytes, the manifest says %d", name, redact_url(url), total, expect.size
+                )
             if offset:
                 _log.info("%s: resuming at %.1f MB", name, offset / 1e6)
             bar = _Progress(name, total, offset)

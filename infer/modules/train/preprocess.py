@@ -41,6 +41,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -594,6 +595,7 @@ def collect_inputs(
     work_dir: str | os.PathLike[str],
     download: DownloadSettings | None = None,
     zip_limits: ZipLimits | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[Path]:
     """The user's audio as a file list: URLs downloaded into `work_dir/urls`, the zip into `work_dir/zip`.
 
@@ -613,5 +615,5 @@ def collect_inputs(
     if zip_path:
         files += extract_dataset_zip(zip_path, work_dir / "zip", zip_limits).files
     if urls:
-        files += [d.path for d in downloader.download(urls, work_dir / "urls")]
+        files += [d.path for d in downloader.download(urls, work_dir / "urls", cancel=cancel)]
     return files
