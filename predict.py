@@ -11,7 +11,11 @@ the large intermediates when the job ends, whether it succeeded or not.
 
 Environment (all optional):
 - `RVC_WEIGHTS_DIR`, `RVC_WEIGHTS_BASE_URL`, `RVC_OFFLINE`: see `infer/lib/weights.py`.
-- `RVC_JOBS_DIR`: where the per-prediction folders go (default: the system temp dir).
+- `RVC_JOBS_DIR`: where the per-prediction folders go (default: the system temp dir). Several processes
+  may share it: each job folder is locked while in use, and only unlocked ones are purged.
+- `RVC_CACHE_DIR`: keep the extraction cache there across jobs, bounded by `RVC_CACHE_MAX_GB`
+  (default 20, least recently used first); unset, each job's cache is in its folder and goes with it.
+- `RVC_ALLOW_PRIVATE_URLS`, `RVC_DOWNLOAD_DEADLINE_S`: see `infer/lib/urls.py`, `infer/lib/wav_downloader.py`.
 - `RVC_TEST_TINY_MODEL=1`: TEST ONLY. Trains a tiny network (hidden width 16, 2 layers) so the HTTP
   API and web UI tests finish on CPU. A model trained this way is useless; never set it in production.
 """
@@ -24,6 +28,7 @@ import re
 import shutil
 import signal
 import tempfile
+import threading
 import time
 import uuid
 import zipfile
@@ -79,10 +84,10 @@ class TrainRequest:
 
 
 def _redact_url(url: str) -> str:
-    """A URL safe to log: data URIs shortened, query strings (signed tokens) dropped."""
-    if url.startswith("data:"):
-        return url[:32] + ("..." if len(url) > 32 else "")
-    return url.split("?", 1)[0]
+    """A URL safe to log: `infer.lib.urls.redact_url` (no user info, no query)."""
+    from infer.lib.urls import redact_url
+
+    return redact_url(url)
 
 
 def parse_batch_size(value: str | int) -> int | str:
@@ -182,7 +187,9 @@ class FileManager:
     Layout of one job folder (`<base>/job-<time>-<id>/`):
       inputs/   downloaded and extracted audio      (deleted when the job ends)
       exp/      the experiment folder (reference layout; deleted when the job ends)
+      cache/    the extraction cache                (deleted when the job ends; unless RVC_CACHE_DIR)
       out/      the archive returned to the caller  (kept until the next job starts)
+      .lock     held (flock) while this process uses the folder: other processes never purge it
     """
 
     PREFIX = "job-"
@@ -191,15 +198,22 @@ class FileManager:
         root = base or os.environ.get(JOBS_ENV) or pathlib.Path(tempfile.gettempdir()) / "rvc-jobs"
         self.base = pathlib.Path(root)
         self.job_dir: pathlib.Path | None = None
+        self._lock: Any = None
 
     def start(self) -> pathlib.Path:
         """Remove what earlier jobs left (their returned archives) and make a fresh, empty job folder."""
+        from infer.lib.jobguard import JobLock
+
         self.base.mkdir(parents=True, exist_ok=True)
         self.job_dir = None
+        if self._lock is not None:  # the previous job's archive has been handed over by now
+            self._lock.release()
+            self._lock = None
         self.purge_previous()
         name = f"{self.PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         self.job_dir = self.base / name
         self.job_dir.mkdir()
+        self._lock = JobLock(self.job_dir).acquire()
         for sub in ("inputs", "exp", "out"):
             (self.job_dir / sub).mkdir()
         return self.job_dir
@@ -225,20 +239,27 @@ class FileManager:
         """Where the returned zip goes: `out/<name>.zip`."""
         return self.out_dir / f"{name}.zip"
 
+    @property
+    def cache_dir(self) -> pathlib.Path:
+        return self._need() / "cache"
+
     def purge_previous(self) -> None:
-        """Delete every other job folder under `base` (this process runs one job at a time)."""
-        for d in self.base.glob(f"{self.PREFIX}*"):
-            if d.is_dir() and d != self.job_dir:
-                shutil.rmtree(d, ignore_errors=True)
+        """Delete the other job folders under `base` that no live process holds (their locks are free)."""
+        from infer.lib.jobguard import purge_unlocked
+
+        purge_unlocked(self.base, self.PREFIX, keep=self.job_dir)
 
     def finish(self, success: bool) -> None:
         """Delete the large intermediates; keep `out/` only when the job succeeded."""
         if self.job_dir is None:
             return
-        for sub in ("inputs", "exp"):
+        for sub in ("inputs", "exp", "cache"):
             shutil.rmtree(self.job_dir / sub, ignore_errors=True)
         if not success:
             shutil.rmtree(self.job_dir, ignore_errors=True)
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -459,29 +480,41 @@ class Predictor(BasePredictor):
 
     def train(self, request: TrainRequest, on_stage: StageCallback | None = None) -> pathlib.Path:
         """Run one validated job in a fresh workspace; return the path of the zip (the web UI calls this too)."""
+        from infer.lib.jobguard import sigterm_stops
+
         stages = _Stages(STAGES, on_stage)
         success = False
+        cancel = threading.Event()
         self.files.start()
-        try:
-            with stages.stage("check inputs"):
-                log.info("inputs: %s", request.to_dict())
-                request = _fit_to_device(request, self.device)
-            archive = _run_job(self, request, stages)
-            success = True
-            return archive
-        except UserInputError as e:
-            log.error("%s", e)
-            raise
-        except (CancelationException, CancelledError, KeyboardInterrupt):
-            n = terminate_children()
-            log.warning("job cancelled%s", f" ({n} child processes stopped)" if n else "")
-            raise
-        except Exception:
-            log.exception("internal error; the traceback above is for the maintainers")
-            terminate_children()
-            raise
-        finally:
-            self.files.finish(success)
+        with sigterm_stops(cancel) as stop:
+            try:
+                with stages.stage("check inputs"):
+                    log.info("inputs: %s", request.to_dict())
+                    request = _fit_to_device(request, self.device)
+                archive = _run_job(self, request, stages, cancel)
+                success = True
+                return archive
+            except UserInputError as e:
+                log.error("%s", e)
+                raise
+            except (CancelationException, CancelledError, KeyboardInterrupt):
+                cancel.set()
+                n = terminate_children()
+                what = "job stopped (SIGTERM)" if stop.received else "job cancelled"
+                log.warning("%s%s", what, f" ({n} child processes stopped)" if n else "")
+                raise
+            except Exception as e:
+                terminate_children()
+                from infer.lib.diskspace import disk_full_error, is_disk_full
+
+                if self.files.job_dir is not None and is_disk_full(e, self.files.job_dir):
+                    err = disk_full_error(self.files.job_dir, "this job")
+                    log.error("%s", err)
+                    raise err from e
+                log.exception("internal error; the traceback above is for the maintainers")
+                raise
+            finally:
+                self.files.finish(success)
 
 
 def _fit_to_device(request: TrainRequest, device: Any) -> TrainRequest:
@@ -535,7 +568,17 @@ def _train_modules_class(hubert: Any) -> type:
     return SharedModelsTrainModules
 
 
-def _run_job(predictor: Predictor, request: TrainRequest, stages: _Stages) -> pathlib.Path:
+def _job_cache(files: FileManager) -> Any:
+    """The extraction cache: in the job folder (deleted with it) unless RVC_CACHE_DIR (then bounded)."""
+    from infer.lib.cache import CACHE_DIR_ENV, ArrayCache
+
+    root = os.environ.get(CACHE_DIR_ENV)
+    return ArrayCache(pathlib.Path(root) if root else files.cache_dir)
+
+
+def _run_job(
+    predictor: Predictor, request: TrainRequest, stages: _Stages, cancel: threading.Event | None = None
+) -> pathlib.Path:
     """The pipeline proper: audio in (WavDownloader, dataset zip), weights, TrainModules, the zip."""
     import secrets
 
@@ -567,17 +610,24 @@ def _run_job(predictor: Predictor, request: TrainRequest, stages: _Stages) -> pa
     config = tiny_test_config(request.version, request.sample_rate) if _tiny_mode() else None
     if config is not None:
         log.warning("%s=1: training the TEST-ONLY tiny network from scratch; the model will not be usable", TINY_ENV)
+    cancel = cancel or threading.Event()
+    cache = _job_cache(files)
     modules = TrainModules(
         options,
         files.exp_dir,
         config=config,
         weights_settings=predictor.weights_settings,
+        cache=cache,
+        cancel=cancel,
     )
     modules.check_resume()  # a wrong resume_from fails here, before any download
     log.info("seed %d", seed)
 
     with stages.stage("collect audio"):
-        audio = collect_inputs(list(request.wav_urls), request.dataset, files.inputs_dir)
+        from infer.lib.diskspace import GiB, ensure_free_space
+
+        ensure_free_space(files.inputs_dir, GiB, "downloading and unpacking the audio")
+        audio = collect_inputs(list(request.wav_urls), request.dataset, files.inputs_dir, cancel=cancel)
         log.info("%d audio file(s) collected", len(audio))
 
     with stages.stage("fetch weights"):
@@ -589,6 +639,8 @@ def _run_job(predictor: Predictor, request: TrainRequest, stages: _Stages) -> pa
             weight_paths=paths,
             config=config,
             weights_settings=predictor.weights_settings,
+            cache=cache,
+            cancel=cancel,
         )
 
     with stages.stage("train"):

@@ -51,6 +51,7 @@ def product_env(weights_dir: Path, jobs_dir: Path, **extra: str) -> dict[str, st
         RVC_OFFLINE="1",
         RVC_TEST_TINY_MODEL="1",
         RVC_JOBS_DIR=str(jobs_dir),
+        RVC_ALLOW_PRIVATE_URLS="1",  # the audio is served on 127.0.0.1
         # the extraction cache is shared by every job of the session (same audio -> features computed once)
         RVC_CACHE_DIR=str(weights_dir.parent / "rvc-extract-cache"),
         GRADIO_ANALYTICS_ENABLED="False",

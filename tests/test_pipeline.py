@@ -75,6 +75,15 @@ def test_zip_contents(trained: dict[str, Any]) -> None:
     assert card["model"]["version"] == "v2" and card["model"]["sample_rate"] == "40k"
 
 
+def test_zip_holds_no_host_paths_or_secrets(trained: dict[str, Any]) -> None:
+    root = str(trained["root"])
+    with zipfile.ZipFile(trained["zip"]) as z:
+        card, log = z.read("model_card.json").decode(), z.read("train.log").decode()
+    assert root not in card and root not in log
+    assert "exp/G_" in log or "checkpoint: G_" in log  # paths are still there, relative to the job
+    assert "HF_TOKEN" not in log and "PATH=" not in log
+
+
 def test_training_was_finite_and_mel_loss_went_down(trained: dict[str, Any]) -> None:
     tr = trained["tm"]._train_report
     h = tr["history"]

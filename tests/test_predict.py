@@ -100,7 +100,7 @@ def test_file_manager_gives_each_job_a_fresh_folder_and_cleans_up(tmp_path):
 
     second = fm.start()
     assert second != first and not first.exists()  # an earlier job's files are never reused
-    assert sorted(p.name for p in second.iterdir()) == ["exp", "inputs", "out"]
+    assert sorted(p.name for p in second.iterdir()) == [".lock", "exp", "inputs", "out"]
     assert not any(second.rglob("*.zip"))
     (fm.exp_dir / "G_2.pth").write_bytes(b"0")
     fm.finish(success=False)

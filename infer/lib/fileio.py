@@ -16,7 +16,8 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     """Yield a temporary path beside `path`; on success fsync it and rename it over `path`.
 
     `suffix` defaults to `path`'s own suffix, so libraries that pick a format by extension still work.
-    On error the temporary file is removed and `path` is untouched.
+    On error the temporary file is removed and `path` is untouched; a full disk (ENOSPC, or a library's
+    write error with the disk nearly full) becomes `DiskFullError` naming the folder.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,8 +34,13 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as e:
+        from infer.lib.diskspace import disk_full_error, is_disk_full
+
+        full = isinstance(e, Exception) and is_disk_full(e, path.parent)  # measured before the unlink frees space
         tmp_path.unlink(missing_ok=True)
+        if full:
+            raise disk_full_error(path.parent, f"writing {path.name}") from e
         raise
 
 

@@ -270,7 +270,8 @@ class WavDownloader:
 
         urls = self.validate(urls)
         cancel = cancel or threading.Event()
-        self._cancel = cancel
+        stop = threading.Event()  # ours: set on the caller's cancel, or when the disk is full
+        self._cancel = stop
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         self._total = 0
@@ -295,7 +296,7 @@ class WavDownloader:
                 if isinstance(e, _DiskFull) or e.errno == errno.ENOSPC:
                     disk_full.append(str(out_dir))
                     results[i] = "disk full"
-                    cancel.set()  # the others cannot finish either
+                    stop.set()  # the others cannot finish either
                     return
                 _log.exception("unexpected failure downloading %s", short_url(urls[i]))
                 results[i] = redact_text(f"unexpected error: {type(e).__name__}: {e}")
@@ -305,7 +306,7 @@ class WavDownloader:
 
         _log.info("downloading %d file(s) with %d worker(s)", len(urls), self.settings.max_workers)
         pool = ThreadPoolExecutor(max_workers=min(self.settings.max_workers, len(urls)), thread_name_prefix="download")
-        self._watchdog = _Watchdog(self.settings, cancel)
+        self._watchdog = _Watchdog(self.settings, stop)
         done_ok = False
         try:
             with self._watchdog:
@@ -313,12 +314,12 @@ class WavDownloader:
                 pending = set(futures)
                 while pending:
                     _, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
-                    if cancel.is_set() and not disk_full:
+                    if cancel.is_set():
                         raise CancelledError("cancelled while downloading the audio")
                 done_ok = True
         except BaseException:
             # a cancel (ours, or cog's exception raised in this thread): stop the threads, do not wait
-            cancel.set()
+            stop.set()
             self._watchdog.abort_all("cancelled")
             raise
         finally:

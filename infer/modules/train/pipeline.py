@@ -22,7 +22,6 @@ import dataclasses
 import json
 import platform
 import re
-import shutil
 import threading
 import time
 import zipfile
@@ -161,40 +160,21 @@ class PipelineResult:
 CKPT_DIR_IN_ZIP = "checkpoints"
 
 
-def read_zip_state(zip_path: Path) -> dict[str, Any]:
-    """The `train_state.json` of a model zip that holds checkpoints; UserInputError otherwise."""
-    try:
-        with zipfile.ZipFile(zip_path) as z:
-            names = set(z.namelist())
-            sp = f"{CKPT_DIR_IN_ZIP}/train_state.json"
-            if sp not in names:
-                raise UserInputError(
-                    f"resume_from: {Path(zip_path).name} holds no checkpoints; train with include_checkpoints=true "
-                    "to get a zip that can be continued"
-                )
-            state = json.loads(z.read(sp))
-            for k in ("checkpoint_g", "checkpoint_d"):
-                if f"{CKPT_DIR_IN_ZIP}/{state[k]}" not in names:
-                    raise UserInputError(f"resume_from: {Path(zip_path).name} lacks {state[k]}")
-            return state
-    except zipfile.BadZipFile:
-        raise UserInputError(f"resume_from: {zip_path} is not a zip file") from None
+def read_zip_state(zip_path: Path, caps: Any = None) -> dict[str, Any]:
+    """The checked `train_state.json` of a model zip that holds checkpoints; UserInputError otherwise
+    (see `infer.lib.resume_state`: the zip is untrusted input)."""
+    from infer.lib.resume_state import read_resume_state
+
+    return read_resume_state(zip_path, caps)
 
 
-def unpack_checkpoints(zip_path: Path, exp: ExperimentLayout) -> dict[str, Any]:
-    """Copy the checkpoints and train_state.json of a model zip into the experiment folder."""
+def unpack_checkpoints(zip_path: Path, exp: ExperimentLayout, caps: Any = None) -> dict[str, Any]:
+    """Copy the checkpoints and best-epoch model of a model zip into the experiment folder, under the
+    checked plain names, and write the checked train state there."""
+    from infer.lib.resume_state import unpack_resume
     from infer.modules.train.train import state_path
 
-    state = read_zip_state(zip_path)
-    with zipfile.ZipFile(zip_path) as z:
-        for name in (state["checkpoint_g"], state["checkpoint_d"]):
-            with z.open(f"{CKPT_DIR_IN_ZIP}/{name}") as src, atomic_path(exp.checkpoint_dir / name) as tmp:
-                with open(tmp, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-        best = state.get("best_model_path")
-        if best and best in z.namelist():
-            with z.open(best) as src, atomic_path(exp.root / best) as tmp, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
+    state = unpack_resume(zip_path, exp.checkpoint_dir, caps)
     atomic_write_text(state_path(exp), json.dumps(state, indent=1))
     return state
 
@@ -457,11 +437,17 @@ class TrainModules:
         _log.info("== stage %s done in %.1fs ==", name, secs)
         return rep
 
+    def _resume_caps(self) -> Any:
+        """Size caps of the checkpoints a `resume_from` zip may hold for this network."""
+        from infer.lib.resume_state import checkpoint_caps
+
+        return checkpoint_caps(self.cfg, self.o.use_f0)
+
     def check_resume(self) -> dict[str, Any] | None:
         """Validate `resume_from` against the options, before any long work."""
         if not self.o.resume_from:
             return None
-        st = read_zip_state(Path(self.o.resume_from))
+        st = read_zip_state(Path(self.o.resume_from), self._resume_caps())
         mine = (self.o.version, self.o.sample_rate, self.o.use_f0)
         theirs = (st.get("version"), st.get("sample_rate"), st.get("use_f0"))
         if mine != theirs:
@@ -549,7 +535,7 @@ class TrainModules:
         from infer.modules.train.train import TrainSettings, train
 
         if self.o.resume_from:
-            unpack_checkpoints(Path(self.o.resume_from), self.exp)
+            unpack_checkpoints(Path(self.o.resume_from), self.exp, self._resume_caps())
         g = d = None
         if not self.o.from_scratch:
             gn, dn = pretrained_names(self.o.version, self.o.sample_rate, self.o.use_f0)
@@ -631,7 +617,19 @@ class TrainModules:
             _log.warning("preview.wav skipped: %s", e)
             return None
 
+    def _options_for_card(self) -> dict[str, Any]:
+        d = self.o.to_dict()
+        if d.get("resume_from"):
+            d["resume_from"] = Path(d["resume_from"]).name
+        return d
+
     def model_card(self, inputs: Sequence[str]) -> dict[str, Any]:
+        """The model card; every path in it is relative to the job folder (the experiment's parent)."""
+        return _relative_paths(
+            self._model_card(inputs), (str(self.exp.root.resolve().parent), str(self.exp.root.parent))
+        )
+
+    def _model_card(self, inputs: Sequence[str]) -> dict[str, Any]:
         tr = self._train_report or {}
         durations = {r.name: r.seconds for r in self.results}
         return {
@@ -644,7 +642,7 @@ class TrainModules:
                 "f0method": self.o.f0method,
                 "config": self.cfg.to_dict(),
             },
-            "inputs": {"files": [Path(i).name for i in inputs], "options": self.o.to_dict()},
+            "inputs": {"files": [Path(i).name for i in inputs], "options": self._options_for_card()},
             "dataset": self._preprocess_report,
             "training": {
                 k: tr.get(k)
@@ -718,12 +716,21 @@ class TrainModules:
                 _log.warning("cancelled: %s", e)
                 raise
             except Exception as e:
+                from infer.lib.diskspace import disk_full_error, is_disk_full
+
+                if not isinstance(e, UserInputError) and is_disk_full(e, self.exp.root):
+                    err = disk_full_error(self.exp.root, "this training job")
+                    _log.error("training job failed: %s", err)
+                    raise err from e
                 _log.error("training job failed: %s", e, exc_info=not isinstance(e, UserInputError))
                 raise
 
     def _run(self, files: list[Path], out: Path, until: str | None) -> PipelineResult:
-        _log.info("training job %s: %s", self.o.experiment_name, json.dumps(self.o.to_dict()))
+        _log.info("training job %s: %s", self.o.experiment_name, json.dumps(self._options_for_card()))
+        from infer.lib.diskspace import GiB, ensure_free_space
+
         self._stage("weights", lambda: {"names": [str(n) for n in self.fetch_weights(until)]})
+        ensure_free_space(self.exp.root, GiB, "preprocessing and feature extraction")
         self._stage("preprocess", lambda: self.preprocess(files))
         result = PipelineResult(None, self.exp.root, self.results)
         if until == "preprocess":
@@ -734,6 +741,10 @@ class TrainModules:
         if until == "features":
             return result
         self._stage("filelist", self.filelist)
+        caps = self._resume_caps()
+        # a new checkpoint pair is written before the old one goes, plus the exported models
+        need = 2 * (caps.checkpoint_g + caps.checkpoint_d) + 2 * caps.best_model
+        ensure_free_space(self.exp.root, need, "training checkpoints")
         self._stage("train", self.train)
         if until == "train":
             return result
@@ -751,16 +762,32 @@ class TrainModules:
         return result
 
 
+def _relative_paths(obj: Any, roots: Sequence[str]) -> Any:
+    """`obj` (JSON-like) with every string that starts with one of `roots` made relative to it."""
+    prefixes = sorted({r.rstrip("/") + "/" for r in roots if r.rstrip("/")}, key=len, reverse=True)
+    if isinstance(obj, dict):
+        return {k: _relative_paths(v, prefixes) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_relative_paths(v, prefixes) for v in obj]
+    if isinstance(obj, str):
+        for pre in prefixes:
+            if pre in obj:
+                obj = obj.replace(pre, "")
+    return obj
+
+
 @contextlib.contextmanager
 def _job_log(path: Path) -> Iterator[None]:
     """Log lines of the project go to `path` (the experiment's train.log) while inside; stdout too."""
     import logging
 
-    from infer.lib.log import _FORMAT, ROOT, setup_logging
+    from infer.lib.log import ROOT, RedactingFormatter, setup_logging
 
     setup_logging()
     handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter(_FORMAT, "%Y-%m-%d %H:%M:%S"))
+    # paths relative to the job folder (the experiment folder's parent): no host paths in the zip
+    job = Path(path).resolve().parent.parent
+    handler.setFormatter(RedactingFormatter((str(job), str(Path(path).parent.parent))))
     root = logging.getLogger(ROOT)
     root.addHandler(handler)
     try:

@@ -882,8 +882,10 @@ def _free_port() -> int:
 
 def _worker(local_rank: int, world: int, settings: TrainSettings, cancel: Any, port: int, log_file: str | None) -> None:
     """Entry of a spawned DDP process (rank = local_rank on this machine)."""
+    from infer.lib.jobguard import die_with_parent
     from infer.lib.log import setup_logging
 
+    die_with_parent()  # a SIGKILLed job leaves no orphaned worker training on: SIGTERM saves and stops
     setup_logging(log_file=log_file)
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", str(port))
@@ -916,7 +918,13 @@ def sigterm_sets(event: Any) -> Iterator[None]:
         yield
         return
     old = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, lambda *_: event.set())
+
+    def handler(signum: int, frame: Any) -> None:
+        event.set()
+        if getattr(old, "_rvc_chain", False):  # the job's own handler (infer.lib.jobguard) learns of it too
+            old(signum, frame)
+
+    signal.signal(signal.SIGTERM, handler)
     try:
         yield
     finally:
