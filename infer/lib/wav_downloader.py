@@ -480,7 +480,8 @@ class WavDownloader:
                 allow_redirects=False,
             )
             try:
-                check_peer(_socket_of(r), parts.hostname)
+                if not _proxied(session, current):  # through a proxy the peer is the proxy
+                    check_peer(_socket_of(r), parts.hostname)
             except DestinationRefused as e:
                 r.close()
                 raise _DownloadFailed(str(e)) from None
@@ -616,6 +617,16 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+def _proxied(session, url: str) -> bool:
+    """True when `requests` sends `url` through a proxy (the session's, or the environment's)."""
+    import requests
+
+    proxies = dict(session.proxies)
+    if session.trust_env:
+        proxies = {**requests.utils.get_environ_proxies(url), **proxies}
+    return bool(requests.utils.select_proxy(url, proxies))
 
 
 def _socket_of(r) -> object:
