@@ -49,7 +49,15 @@ def server(tmp_path_factory, joe_1min):
         for wav in [joe_1min / "joe_001.wav"]:  # 13 s of speech: enough to train, quick to extract
             audio.add(f"/{wav.name}", body=wav.read_bytes(), content_type="audio/wav")
             urls.append(audio.url(f"/{wav.name}"))
-        yield {"base": base, "urls": urls, "jobs": jobs, "log": log, "pid": pid, "procs": len(descendants(pid))}
+        yield {
+            "base": base,
+            "urls": urls,
+            "jobs": jobs,
+            "log": log,
+            "pid": pid,
+            "procs": len(descendants(pid)),
+            "audio": audio,
+        }
 
 
 def _post(base: str, body: dict, timeout: float = 600, **headers) -> requests.Response:
@@ -163,3 +171,33 @@ def test_async_prediction_cancelled_mid_training_ends_promptly(server):
     # the server is usable again afterwards
     health = requests.get(server["base"] + "/health-check", timeout=10).json()
     assert health["status"] in ("READY", "BUSY")
+
+
+def test_cancel_during_a_stalled_download_ends_within_seconds(server):
+    """A server that sends headers and then nothing: cog's cancel reaches the download threads."""
+    audio = server["audio"]
+    url = audio.add("/stall.wav", b"x" * 100, delay_s=120)
+    with WebhookReceiver() as hook:
+        body = {
+            "id": "cancel-download",
+            "input": {"wav_urls": [url], **JOB},
+            "webhook": hook.url,
+            "webhook_events_filter": ["start", "logs", "completed"],
+        }
+        r = _post(server["base"], body, timeout=30, Prefer="respond-async")
+        assert r.status_code == 202, r.text
+        deadline = time.monotonic() + 120
+        while audio.hits["/stall.wav"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert audio.hits["/stall.wav"] == 1
+        time.sleep(1)
+        t0 = time.monotonic()
+        c = requests.post(f"{server['base']}/predictions/cancel-download/cancel", timeout=10)
+        assert c.status_code == 200, c.text
+        done = hook.wait_for(lambda e: e.get("status") in ("canceled", "failed", "succeeded"), timeout=60)
+        took = time.monotonic() - t0
+    assert done is not None and done["status"] == "canceled", done
+    assert took < 5, f"cancel took {took:.1f}s"
+    time.sleep(1)
+    assert audio.hits["/stall.wav"] == 1  # not retried after the cancel
+    print(f"cancel during a stalled download: {took:.1f}s")

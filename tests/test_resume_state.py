@@ -173,3 +173,28 @@ def test_bad_resume_zip_fails_the_run_before_any_stage(tmp_path: Path, tiny_conf
     with pytest.raises(UserInputError, match="best_model_path"):
         tm.run([tmp_path / "missing.wav"], tmp_path / "out.zip")
     assert tm.results == [] and not (tmp_path / "exp").exists()
+
+
+def test_tools_train_refuses_a_bad_resume_zip_before_downloading(tmp_path: Path, capsys) -> None:
+    from tests.http_server import LocalHTTPServer
+    from tools.train import main
+
+    z = make_zip(tmp_path / "m.zip", good_state(checkpoint_g="../../G_12.pth"))
+    with LocalHTTPServer() as srv:
+        url = srv.add("/a.wav", b"RIFF")
+        rc = main(
+            [
+                url,
+                "--out",
+                str(tmp_path / "x.zip"),
+                "--workdir",
+                str(tmp_path / "w" / "exp"),
+                "--epochs",
+                "3",
+                "--resume-from",
+                str(z),
+                "--no-enhance",
+            ]
+        )
+    assert rc == 1 and "checkpoint_g is not a plain checkpoint file name" in capsys.readouterr().err
+    assert srv.hits["/a.wav"] == 0

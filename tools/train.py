@@ -140,9 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             workdir = a.workdir
         inputs_dir = workdir.parent / f".{workdir.name}-inputs"
-        inputs = gather_inputs(a.data, inputs_dir)
         cancel = threading.Event()
         tm = TrainModules(opts, workdir, cancel=cancel)  # type: ignore[arg-type]
+        tm.check_resume()  # a bad resume_from zip fails before any download
+        inputs = gather_inputs(a.data, inputs_dir)
         res = tm.run(inputs, a.out, until=a.until)
         if res.zip_path:
             print(f"model zip: {res.zip_path}")
