@@ -54,6 +54,9 @@ def test_redact_url_drops_user_info_query_and_fragment() -> None:
     assert redact_url("http://[::1]:80/a?b") == "http://[::1]:80/a"
     assert redact_url("data:audio/wav;base64," + "A" * 500).startswith("data:audio/wav;base64,...")
     assert redact_url("http://h:notaport/a") == "(unparseable URL)"
+    assert redact_url("user:pw@host/a.wav?t=1") == "host/a.wav"  # no scheme: "user" is not one
+    assert redact_url("https://h/@user/v?x=1") == "https://h/@user/v"
+    assert redact_text("see http://[::1]:80/a?tok=1 now") == "see http://[::1]:80/a now"
     text = "failed: GET https://u:p@h/a?sig=1 (url: /a?sig=2) and http://h/b?t=3"
     assert redact_text(text) == "failed: GET https://h/a (url: /a) and http://h/b"
 

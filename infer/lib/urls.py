@@ -23,7 +23,7 @@ import urllib.parse
 from infer.lib.errors import UserInputError
 
 ALLOW_PRIVATE_ENV = "RVC_ALLOW_PRIVATE_URLS"
-_URL_RE = re.compile(r"\b(?:https?|ftp|file|wss?)://[^\s'\"<>()\[\]{}|\\^`]+", re.IGNORECASE)
+_URL_RE = re.compile(r"\b(?:https?|ftp|file|wss?)://[^\s'\"<>(){}|\\^`]+", re.IGNORECASE)
 # urllib3's own messages: "... Max retries exceeded with url: /path?token=..."
 _URLPATH_RE = re.compile(r"(url: /[^\s?'\")]*)\?[^\s'\")]*")
 _DATA_RE = re.compile(r"\bdata:[^,\s]{0,100},[^\s'\"]{33,}", re.IGNORECASE)
@@ -45,8 +45,8 @@ def redact_url(url: str, limit: int = 200) -> str:
         host = f"[{host}]"
     netloc = host + (f":{port}" if port is not None else "")
     out = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    if not parts.scheme and not netloc:
-        out = parts.path.split("@")[-1]
+    if not netloc and "@" in parts.path:  # "user:pw@host/a" parses as scheme "user": keep what follows the @
+        out = parts.path.split("@", 1)[-1]
     return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
