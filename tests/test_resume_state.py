@@ -198,3 +198,9 @@ def test_tools_train_refuses_a_bad_resume_zip_before_downloading(tmp_path: Path,
         )
     assert rc == 1 and "checkpoint_g is not a plain checkpoint file name" in capsys.readouterr().err
     assert srv.hits["/a.wav"] == 0
+
+
+def test_a_zip_with_too_many_members_is_refused(tmp_path: Path) -> None:
+    z = make_zip(tmp_path / "m.zip", extra={f"tensorboard/e{i}": b"" for i in range(10_001)})
+    with pytest.raises(UserInputError, match="more than a model zip ever does"):
+        read_resume_state(z)

@@ -38,6 +38,7 @@ CKPT_DIR = "checkpoints"
 STATE_NAME = "train_state.json"
 STATE_MEMBER = f"{CKPT_DIR}/{STATE_NAME}"
 STATE_MAX_BYTES = 1 << 20
+MAX_MEMBERS = 10_000  # a model zip holds a few dozen (TensorBoard files included)
 MiB = 1 << 20
 G_RE = re.compile(r"^G_[0-9]{1,12}\.pth$")
 D_RE = re.compile(r"^D_[0-9]{1,12}\.pth$")
@@ -201,6 +202,8 @@ def read_resume_state(zip_path: str | Path, caps: SizeCaps | None = None) -> dic
     try:
         with zipfile.ZipFile(zip_path) as z:
             infos = z.infolist()
+            if len(infos) > MAX_MEMBERS:
+                raise _bad(zip_name, f"holds {len(infos)} files, more than a model zip ever does ({MAX_MEMBERS})")
             _check_names([i.filename for i in infos], zip_name)
             members = {i.filename: i for i in infos}
             si = members.get(STATE_MEMBER)
