@@ -221,3 +221,22 @@ def test_a_full_disk_while_downloading_blames_the_disk_not_the_urls(small_disk: 
         url = srv.add("/big.wav", b"\0" * (8 << 20))
         with pytest.raises(DiskFullError, match=rf"not enough disk space in {small_disk}/dl for downloading the audio"):
             WavDownloader(DownloadSettings(retries=0)).download([url], small_disk / "dl")
+
+
+def test_sigterm_during_training_reaches_both_the_trainer_and_the_job() -> None:
+    """Training installs its own SIGTERM handler (checkpoint, then stop); the job's still learns of it."""
+    import threading
+
+    from infer.lib.jobguard import sigterm_stops
+    from infer.modules.train.train import sigterm_sets
+
+    job_cancel, train_cancel = threading.Event(), threading.Event()
+    before = signal.getsignal(signal.SIGTERM)
+    with sigterm_stops(job_cancel, reraise=False) as stop:
+        with sigterm_sets(train_cancel):
+            os.kill(os.getpid(), signal.SIGTERM)
+            deadline = time.monotonic() + 5
+            while not train_cancel.is_set() and time.monotonic() < deadline:
+                time.sleep(0.01)
+    assert train_cancel.is_set() and job_cancel.is_set() and stop.received
+    assert signal.getsignal(signal.SIGTERM) == before
