@@ -59,3 +59,16 @@ def make_tiny_config(version: str = "v2", sample_rate: str = "40k") -> RVCConfig
 def tiny_config() -> Callable[..., RVCConfig]:
     """Factory: `tiny_config("v2", "40k")`."""
     return make_tiny_config
+
+
+@pytest.fixture(scope="session")
+def other_audio(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Audio that is not joe: another voice (espeak-ng), white noise, and music without a voice (20 s each)."""
+    from tests.media import make_espeak_voice, make_music, make_noise
+
+    d = tmp_path_factory.mktemp("other-audio")
+    return {
+        "voice": make_espeak_voice(d / "anna.wav"),
+        "noise": make_noise(d / "noise.wav"),
+        "music": make_music(d / "music.wav"),
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,19 +22,21 @@ _RUN: dict[str, Any] = {}
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, joe_1min: Path) -> dict[str, Any]:
-    """One full run: preprocess -> features -> f0 -> filelist -> 2 epochs -> index -> zip."""
+def trained(tmp_path_factory: pytest.TempPathFactory, joe_1min: Path, other_audio: dict[str, Path]) -> dict[str, Any]:
+    """One full run: check -> preprocess -> features -> f0 -> filelist -> 2 epochs -> index -> zip, on
+    joe's speech mixed with another voice, white noise and music (which the check leaves out)."""
     if not _RUN:
         root = tmp_path_factory.mktemp("pipeline")
         tm = tiny_modules(root / "exp", tmp_path_factory, include_checkpoints=True)
-        res = tm.run(sorted(joe_1min.glob("*.wav")), root / "joe.zip")
+        inputs = [*sorted(joe_1min.glob("*.wav")), other_audio["voice"], other_audio["noise"], other_audio["music"]]
+        res = tm.run(inputs, root / "joe.zip")
         _RUN.update(tm=tm, res=res, zip=res.zip_path, root=root)
     return _RUN
 
 
 def test_stages_ran_in_order_with_timings(trained: dict[str, Any]) -> None:
     names = [s.name for s in trained["res"].stages]
-    assert names == ["weights", "preprocess", "features", "f0", "filelist", "train", "index", "zip"]
+    assert names == ["check", "weights", "preprocess", "features", "f0", "filelist", "train", "index", "zip"]
     assert all(s.seconds >= 0 for s in trained["res"].stages)
     exp = trained["tm"].exp
     assert json.loads((exp.reports_dir / "train.json").read_text())["epochs"] == 2
@@ -67,9 +70,12 @@ def test_zip_contents(trained: dict[str, Any]) -> None:
     t = card["training"]
     assert (t["epochs"], t["n_holdout_segments"], t["world_size"], t["precision"]) == (2, 2, 1, "fp32")
     assert t["steps"] == t["history"][-1]["step"] > 0
-    assert card["inputs"]["files"] == ["joe_000.wav", "joe_001.wav", "joe_002.wav", "joe_003.wav"]
+    assert card["inputs"]["files"] == [
+        *("joe_000.wav", "joe_001.wav", "joe_002.wav", "joe_003.wav"),
+        *("anna.wav", "noise.wav", "music.wav"),
+    ]
     assert card["dataset"]["kept_s"] > 50
-    assert set(card["durations_s"]) >= {"preprocess", "features", "f0", "train", "index"}
+    assert set(card["durations_s"]) >= {"check", "preprocess", "features", "f0", "train", "index"}
     assert card["standin_weights"] is True and "hubert/hubert_base.pt" in card["standin_weight_names"]
     assert card["versions"]["torch"] == torch.__version__
     assert card["model"]["version"] == "v2" and card["model"]["sample_rate"] == "40k"
@@ -82,6 +88,41 @@ def test_zip_holds_no_host_paths_or_secrets(trained: dict[str, Any]) -> None:
     assert root not in card and root not in log
     assert "exp/G_" in log or "checkpoint: G_" in log  # paths are still there, relative to the job
     assert "HF_TOKEN" not in log and "PATH=" not in log
+
+
+def test_the_voice_alone_is_trained_and_the_others_named(trained: dict[str, Any]) -> None:
+    """The issue's "done when": joe's files mixed with another voice, noise and music train on joe alone;
+    the card and the log name the three others and why; the card has the preview's speaker similarity."""
+    exp = trained["tm"].exp
+    with zipfile.ZipFile(trained["zip"]) as z:
+        card = json.loads(z.read("model_card.json"))
+        log = z.read("train.log").decode()
+    ds = card["dataset"]
+    assert ds["n_files"] == 4 and ds["n_files_given"] == 7  # preprocessed only joe's four files
+    assert {(f["name"], f["reason"]) for f in ds["excluded_files"]} == {
+        ("anna.wav", "another speaker"),
+        ("noise.wav", "no speech"),
+        ("music.wav", "no speech"),
+    }
+    files = {f["name"]: f for f in ds["files"]}
+    for name in ("joe_000.wav", "joe_001.wav", "joe_002.wav", "joe_003.wav"):
+        f = files[name]
+        assert f["excluded"] is None and f["other_speaker"] is False and f["speaker_similarity"] > 0.9
+        assert f["speech_s"] > 10 and f["segments_kept"] > 0 and f["speech_kept_s"] > 10
+    assert files["anna.wav"]["other_speaker"] is True and files["anna.wav"]["speaker_similarity"] < 0.7
+    assert files["noise.wav"]["speech_s"] < 1 and files["music.wav"]["speech_s"] < 1
+    assert 45 < ds["speech_s"] <= ds["kept_s"]  # the dataset's minutes are speech minutes
+    assert {p.name.split("_")[0] for p in exp.gt_wavs_dir.glob("*.wav")} == {"0", "1", "2", "3"}
+    for name in ("anna.wav", "noise.wav", "music.wav"):
+        assert re.search(rf"{name}.*LEFT OUT", log), name
+    q = card["quality"]
+    # stand-in HuBERT, a 2-epoch tiny network from scratch: the preview is no voice, and says why
+    assert 0 <= q["heldout_speaker_similarity"] <= 1 and q["heldout_speaker_similarity"] > 0.9
+    assert -1 <= q["preview_speaker_similarity"] < 0.8 and q["preview_reading"].startswith(
+        f"{q['preview_speaker_similarity']:.2f}: "
+    )
+    assert "stand-in" in q["note"]
+    assert "preview speaker similarity" in log
 
 
 def test_training_was_finite_and_mel_loss_went_down(trained: dict[str, Any]) -> None:
@@ -163,7 +204,7 @@ def test_tools_train_until_preprocess_and_errors(
     from tools.train import main
 
     work = tmp_path / "work"
-    files = [str(p) for p in sorted(joe_1min.glob("*.wav"))[:2]]
+    files = [str(p) for p in sorted(joe_1min.glob("*.wav"))[:3]]  # 38 s of speech: over the 30 s minimum
     rc = main(
         [*files, "--out", str(tmp_path / "x.zip"), "--workdir", str(work), "--until", "preprocess", "--no-enhance"]
     )

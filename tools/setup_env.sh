@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up the CPU/dev environment: system packages (ffmpeg, the venv module; chromium for the browser
-# tests) and .venv/ with Python 3.11 (`PYTHON=python3.11` picks the interpreter), wheels only.
+# Set up the CPU/dev environment: system packages (ffmpeg, the venv module; espeak-ng, a second voice
+# for the speaker tests; chromium for the browser tests) and .venv/ with Python 3.11
+# (`PYTHON=python3.11` picks the interpreter), wheels only.
 # Called by `make setup` (and so by `make test` and `make demo`) when .venv is missing or older than
 # a requirements file. Safe to re-run.
 set -euo pipefail
@@ -22,6 +23,7 @@ need_apt=()
 # Debian/Ubuntu ship the venv module (ensurepip) separately: python3.11-venv
 [ -x .venv/bin/python ] || "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=("python$PYVER-venv")
 command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
+command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
 if [ "${RVC_SKIP_BROWSER:-0}" != "1" ]; then
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 fi

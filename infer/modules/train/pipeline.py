@@ -3,6 +3,7 @@
 Stages, in order, each a plain function call returning a report (timed, logged, and written to
 `<exp>/reports/<stage>.json`):
 
+    check        speech presence and one speaker per file (datacheck.py; before any weights are fetched)
     preprocess   user audio -> 0_gt_wavs / 1_16k_wavs (+ dataset report)
     features     HuBERT content features -> 3_feature256|768 (+ the mute entry)
     f0           pitch -> 2a_f0 / 2b-f0nsf (+ the mute entry; models with pitch only)
@@ -60,6 +61,7 @@ class TrainOptions:
     from_scratch: train without the pretrained G/D (hours; loud warning). learning_rate: override.
     holdout: held-out segments (None = automatic). preview: convert a held-out clip into `preview.wav`.
     speaker_id: the speaker index written to the filelist.
+    keep_other_speakers: train on files whose voice the data check finds to be another person's too.
     """
 
     experiment_name: str = "my_voice"
@@ -82,6 +84,7 @@ class TrainOptions:
     holdout: int | None = None
     preview: bool = True
     speaker_id: int = 0
+    keep_other_speakers: bool = False
 
     def __post_init__(self) -> None:
         def need(ok: bool, msg: str) -> None:
@@ -363,6 +366,8 @@ class TrainModules:
         self._preprocess_report: dict[str, Any] | None = None
         self._hubert: Any = None
         self.weights: dict[str, Path] = {}
+        self.data_check: Any = None  # the check stage's DataCheckReport
+        self._quality: dict[str, Any] | None = None
 
     # -- helpers -------------------------------------------------------------------------------------
     @property
@@ -462,6 +467,21 @@ class TrainModules:
         return st
 
     # -- stages --------------------------------------------------------------------------------------
+    def check_data(self, files: Sequence[str | Path]) -> Any:
+        """The check stage: speech and speaker of every input file (`datacheck.check_data`); the files
+        left out and the speech regions then steer preprocessing. Raises UserInputError on too little speech."""
+        from infer.modules.train.datacheck import check_data
+
+        self.data_check = self._stage(
+            "check", lambda: check_data(files, keep_other_speakers=self.o.keep_other_speakers)
+        )
+        return self.data_check
+
+    def adopt_check(self, other: TrainModules) -> None:
+        """Use the check `other` ran on the same inputs (the Predictor checks before fetching weights)."""
+        self.data_check = other.data_check
+        self.results[:0] = [r for r in other.results if r.name == "check"]
+
     def preprocess(self, files: Sequence[Path]) -> Any:
         from infer.modules.train.preprocess import preprocess
 
@@ -472,8 +492,21 @@ class TrainModules:
 
             enhancer = get_enhancer(self.weights[MOSSFORMER2], self.device)
         half = self.device.startswith("cuda")
+        speech = None
+        if self.data_check is not None:
+            from infer.modules.train.datacheck import train_speech
+
+            speech = train_speech(self.data_check)
+            if len(speech) != len(files):
+                raise ValueError(f"the data check kept {len(speech)} file(s), preprocessing got {len(files)}")
         rep = preprocess(
-            list(files), self.exp, self.cfg.sr, half=half, enhancer=enhancer, trim_silence=self.o.trim_silence
+            list(files),
+            self.exp,
+            self.cfg.sr,
+            half=half,
+            enhancer=enhancer,
+            trim_silence=self.o.trim_silence,
+            speech=speech,
         )
         self._preprocess_report = rep.to_dict()
         return rep
@@ -603,18 +636,36 @@ class TrainModules:
             )
             out = self.exp.reports_dir / "preview.wav"
             method = self.o.f0method if self.o.f0method != "rmvpe_gpu" or self.device.startswith("cuda") else "rmvpe"
-            write_preview(
-                out,
-                Path(self._train_report["model_path"]),
-                source,
-                16000,
-                self._index_path,
-                vc=vc,
-                params=ConvertParams(f0_method=method, seed=self.o.seed),
+            params = ConvertParams(f0_method=method, seed=self.o.seed)
+            conv = write_preview(
+                out, Path(self._train_report["model_path"]), source, 16000, self._index_path, vc=vc, params=params
             )
-            return out if out.is_file() else None
         except Exception as e:  # noqa: BLE001 - a preview must never sink a finished training run
             _log.warning("preview.wav skipped: %s", e)
+            return None
+        self._quality = self.voice_quality(source, conv, vc, params)
+        return out if out.is_file() else None
+
+    def voice_quality(self, source: Any, preview: Any, vc: Any, params: Any) -> dict[str, Any] | None:
+        """Speaker similarity of the preview (and of the best-epoch model's conversion of the same
+        excerpt) and of the held-out original to the training speaker (`quality.voice_quality`)."""
+        if self.data_check is None or self.data_check.centre is None:
+            return None
+        try:
+            from infer.modules.train.quality import voice_quality
+            from infer.modules.vc.vc import pick_preview_excerpt
+
+            excerpt = pick_preview_excerpt(source, 16000, 8.0)  # what write_preview converted
+            previews = {"preview": (preview.audio, preview.sample_rate)}
+            best = self._train_report.get("best_model_path") if self._train_report else None
+            if best and Path(best).is_file() and Path(best) != Path(self._train_report["model_path"]):
+                b = vc.convert_detailed(excerpt, 16000, Path(best), self._index_path, params)
+                previews["best_preview"] = (b.audio, b.sample_rate)
+            return voice_quality(
+                self.data_check.centre_array(), excerpt, previews, self.standin, from_scratch=self.o.from_scratch
+            )
+        except Exception as e:  # noqa: BLE001 - a figure must never sink a finished training run
+            _log.warning("preview speaker similarity skipped: %s", e)
             return None
 
     def _options_for_card(self) -> dict[str, Any]:
@@ -630,6 +681,8 @@ class TrainModules:
         )
 
     def _model_card(self, inputs: Sequence[str]) -> dict[str, Any]:
+        from infer.modules.train.datacheck import dataset_card
+
         tr = self._train_report or {}
         durations = {r.name: r.seconds for r in self.results}
         return {
@@ -643,7 +696,8 @@ class TrainModules:
                 "config": self.cfg.to_dict(),
             },
             "inputs": {"files": [Path(i).name for i in inputs], "options": self._options_for_card()},
-            "dataset": self._preprocess_report,
+            "dataset": dataset_card(self._preprocess_report, self.data_check),
+            "quality": self._quality,
             "training": {
                 k: tr.get(k)
                 for k in (
@@ -728,10 +782,14 @@ class TrainModules:
     def _run(self, files: list[Path], out: Path, until: str | None) -> PipelineResult:
         _log.info("training job %s: %s", self.o.experiment_name, json.dumps(self._options_for_card()))
         from infer.lib.diskspace import GiB, ensure_free_space
+        from infer.modules.train.datacheck import train_files
 
+        if self.data_check is None:
+            self.check_data(files)
+        kept = train_files(self.data_check, files)
         self._stage("weights", lambda: {"names": [str(n) for n in self.fetch_weights(until)]})
         ensure_free_space(self.exp.root, GiB, "preprocessing and feature extraction")
-        self._stage("preprocess", lambda: self.preprocess(files))
+        self._stage("preprocess", lambda: self.preprocess(kept))
         result = PipelineResult(None, self.exp.root, self.results)
         if until == "preprocess":
             return result

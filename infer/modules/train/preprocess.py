@@ -14,13 +14,16 @@
    Butterworth high-pass (`scipy.signal.lfilter`) -> the slicer (-42 dB, 1500 ms minimum length,
    400 ms minimum interval, 15 ms hop, 500 ms maximum silence kept) -> segments of `per` seconds
    (3.7 s, or 3.0 s when `half`) every `per - 0.3` s, the rest of a slice as a last shorter segment
-   -> a segment whose peak exceeds 2.5 is dropped -> loudness normalisation
+   -> a segment whose peak exceeds 2.5 is dropped -> with `speech` regions (the data check's Silero VAD,
+   `infer.modules.train.datacheck`), a segment less than `MIN_SEGMENT_SPEECH` (25%) speech is dropped,
+   so music, noise or silence never becomes a training segment -> loudness normalisation
    `y = x / peak * (0.9 * 0.75) + 0.25 * x` -> written as 16-bit PCM at `sr` to `exp.gt_wavs_dir` and
    resampled to 16 kHz (soxr HQ, as `librosa.resample`) to `exp.wavs16k_dir`, named `<file_idx>_<seg_idx>.wav`
    (file_idx = position in `files`, seg_idx counting from 0 per file as the reference does);
 4. the `PreprocessReport` (per file: duration, source rate, clipping, silence, segments kept and
-   dropped) is logged, written to `exp.reports_dir/preprocess.json`, and checked: under
-   `warn_speech_s` (10 minutes) of kept audio a warning, under `min_speech_s` a `UserInputError`.
+   dropped, speech in the kept segments) is logged, written to `exp.reports_dir/preprocess.json`, and
+   checked: under `warn_speech_s` (10 minutes) of speech (of kept audio without `speech`) a warning,
+   under `min_speech_s` of kept audio a `UserInputError`.
 
 Memory does not grow with a recording's length: each file is streamed in blocks of `BLOCK_S` seconds
 (decode, resample, clipping count, trim, high-pass with its state carried across blocks) through two
@@ -42,6 +45,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +58,7 @@ from infer.lib.errors import UserInputError
 from infer.lib.layout import ExperimentLayout
 from infer.lib.log import get_logger, progress
 from infer.lib.slicer import Slicer, SlicerParams
+from infer.lib.vad import overlap_seconds
 
 if TYPE_CHECKING:
     from infer.lib.dataset_zip import ZipLimits
@@ -74,6 +79,7 @@ SR_16K = 16000
 CLIP_LEVEL = 0.999  # |sample| at or above counts as clipped
 SILENT_DBFS = -50.0  # a file whose RMS is below this is reported as silent
 WARN_SPEECH_S = 600.0
+MIN_SEGMENT_SPEECH = 0.25  # a segment with less speech than this fraction of its length is dropped
 MIN_SPEECH_S = 10.0
 BLOCK_S = 30.0  # seconds of audio per block when streaming a file through decoding and filtering
 PROBE_THREADS = 8  # ffprobe start-up dominates probing: run several at once
@@ -99,6 +105,8 @@ class FileReport:
     segments_dropped: int  # peak > 2.5
     kept_s: float  # seconds of the input covered by kept segments (overlaps counted once)
     error: str | None = None
+    speech_kept_s: float | None = None  # speech (VAD) inside the kept segments; None without regions
+    segments_no_speech: int = 0  # dropped: under MIN_SEGMENT_SPEECH of speech
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -115,6 +123,8 @@ class PreprocessReport:
     kept_s: float
     segments_kept: int
     segments_dropped: int
+    speech_s: float | None  # speech in the kept segments (None: no speech regions were given)
+    segments_no_speech: int
     sample_rates: dict[str, int]  # source rate (Hz, as text) -> number of files
     clipped_files: list[str]
     silent_files: list[str]
@@ -144,6 +154,7 @@ class _Task:
     slicer: SlicerParams
     work_dir: str  # temporary files of this stage
     source_clipped: float | None = None  # measured before enhancement (the worker sees enhanced audio)
+    speech: tuple[tuple[float, float], ...] | None = None  # speech regions, seconds from the file's start
 
 
 def segment_starts(n: int, sr: int, per: float, overlap: float = OVERLAP_S) -> list[tuple[int, int]]:
@@ -386,16 +397,21 @@ def _process_file(task: _Task) -> FileReport:
         _highpass(decoded, lo, hi, task.sr, filtered)
         decoded.close()
         ranges = Slicer(task.sr, task.slicer).ranges(filtered) if len(filtered) else []
-        kept_n = dropped = 0
+        kept_n = dropped = no_speech = 0
         kept_samples = 0
+        kept_spans: list[tuple[float, float]] = []  # seconds from the file's start
         seg_idx = 0
         gt_dir, w16_dir = Path(task.gt_dir), Path(task.wav16_dir)
         for s0, s1 in ranges:
             covered_to = 0  # kept seconds count each sample once, overlaps included once
             for start, end in segment_starts(s1 - s0, task.sr, task.per):
-                seg = normalize_segment(filtered[s0 + start : s0 + end])
                 name = f"{task.index}_{seg_idx}.wav"
                 seg_idx += 1
+                t0, t1 = (lo + s0 + start) / task.sr, (lo + s0 + end) / task.sr
+                if task.speech is not None and overlap_seconds(task.speech, t0, t1) < MIN_SEGMENT_SPEECH * (t1 - t0):
+                    no_speech += 1
+                    continue
+                seg = normalize_segment(filtered[s0 + start : s0 + end])
                 if seg is None:
                     dropped += 1
                     continue
@@ -405,6 +421,10 @@ def _process_file(task: _Task) -> FileReport:
                 kept_n += 1
                 kept_samples += max(0, end - max(start, covered_to))
                 covered_to = end
+                if kept_spans and t0 <= kept_spans[-1][1]:
+                    kept_spans[-1] = (kept_spans[-1][0], max(kept_spans[-1][1], t1))
+                else:
+                    kept_spans.append((t0, t1))
     finally:
         decoded.close()
         filtered.close()
@@ -426,6 +446,10 @@ def _process_file(task: _Task) -> FileReport:
         segments_kept=kept_n,
         segments_dropped=dropped,
         kept_s=round(kept_s, 3),
+        speech_kept_s=None
+        if task.speech is None
+        else round(sum(overlap_seconds(task.speech, a, b) for a, b in kept_spans), 3),
+        segments_no_speech=no_speech,
     )
 
 
@@ -461,11 +485,17 @@ def preprocess(
     slicer: SlicerParams | None = None,
     min_speech_s: float = MIN_SPEECH_S,
     warn_speech_s: float = WARN_SPEECH_S,
+    speech: Sequence[Sequence[tuple[float, float]]] | None = None,
 ) -> PreprocessReport:
-    """Turn `files` into training segments in `exp`; see the module docstring. Returns the report."""
+    """Turn `files` into training segments in `exp`; see the module docstring. Returns the report.
+
+    `speech`: per file, its speech regions [(start, end)] in seconds (the data check's); segments with
+    little speech are then dropped and the report counts speech seconds."""
     files = [Path(f) for f in files]
     if not files:
         raise UserInputError("no audio files to train on: give audio URLs or a dataset zip")
+    if speech is not None and len(speech) != len(files):
+        raise ValueError(f"speech regions for {len(speech)} file(s), {len(files)} files given")
     if sr <= SR_16K // 2:
         raise ValueError(f"sample rate {sr} is too low")
     infos = probe_all(files)
@@ -499,7 +529,7 @@ def preprocess(
                 sf.write(str(out), audio, sr, subtype="FLOAT")
                 paths[i] = str(out)
         tasks = [
-            _Task(i, f.name, paths[i], sr, per, trim_silence, trim_top_db, str(exp.gt_wavs_dir), str(exp.wavs16k_dir), infos[i], slicer, work_dir, source_clipped[i])
+            _Task(i, f.name, paths[i], sr, per, trim_silence, trim_top_db, str(exp.gt_wavs_dir), str(exp.wavs16k_dir), infos[i], slicer, work_dir, source_clipped[i], None if speech is None else tuple(tuple(r) for r in speech[i]))
             for i, f in enumerate(files)
         ]  # fmt: skip
         import scipy.signal  # noqa: F401 - imported once here, not raced for by the threads
@@ -537,11 +567,14 @@ def _summarise(
     clipped = [r.name for r in reports if r.clipped_fraction > 0.001]
     silent = [r.name for r in reports if r.silent]
     kept_s = round(sum(r.kept_s for r in reports), 3)
+    with_speech = [r.speech_kept_s for r in reports if r.speech_kept_s is not None]
+    speech_s = round(sum(with_speech), 3) if with_speech else None
     warnings = []
-    if kept_s < warn_speech_s:
+    usable = kept_s if speech_s is None else speech_s
+    if usable < warn_speech_s:
         warnings.append(
-            f"only {kept_s / 60:.1f} minutes of usable audio: expect a weaker voice "
-            f"(about {warn_speech_s / 60:.0f} minutes or more of clean speech is recommended)"
+            f"only {usable / 60:.1f} minutes of {'usable audio' if speech_s is None else 'speech'}: expect a weaker "
+            f"voice (about {warn_speech_s / 60:.0f} minutes or more of clean speech is recommended)"
         )
     if clipped:
         warnings.append(f"{len(clipped)} file(s) are clipped (distorted peaks): {', '.join(clipped[:5])}")
@@ -556,6 +589,12 @@ def _summarise(
     dropped = sum(r.segments_dropped for r in reports)
     if dropped:
         warnings.append(f"{dropped} segment(s) were dropped because their peak exceeds {MAX_PEAK}")
+    no_speech = sum(r.segments_no_speech for r in reports)
+    if no_speech:
+        warnings.append(
+            f"{no_speech} segment(s) were dropped because under {MIN_SEGMENT_SPEECH:.0%} of them is speech: "
+            + ", ".join(f"{r.name} ({r.segments_no_speech})" for r in reports if r.segments_no_speech)
+        )
     return PreprocessReport(
         sample_rate=sr,
         segment_s=per,
@@ -564,6 +603,8 @@ def _summarise(
         kept_s=kept_s,
         segments_kept=sum(r.segments_kept for r in reports),
         segments_dropped=dropped,
+        speech_s=speech_s,
+        segments_no_speech=no_speech,
         sample_rates=rates,
         clipped_files=clipped,
         silent_files=silent,
@@ -575,15 +616,20 @@ def _summarise(
 
 
 def _log_report(r: PreprocessReport) -> None:
+    speech = f", {r.speech_s / 60:.1f} min of speech in them" if r.speech_s is not None else ""
     _log.info(
-        "dataset: %d file(s), %.1f s in, %.1f s kept in %d segment(s) (%d dropped); source rates %s",
-        r.n_files, r.total_duration_s, r.kept_s, r.segments_kept, r.segments_dropped, r.sample_rates,
+        "dataset: %d file(s), %.1f s in, %.1f s kept in %d segment(s)%s (%d dropped as too loud, %d as not "
+        "speech); source rates %s",
+        r.n_files, r.total_duration_s, r.kept_s, r.segments_kept, speech, r.segments_dropped,
+        r.segments_no_speech, r.sample_rates,
     )  # fmt: skip
     for f in r.files:
         _log.info(
-            "  %s: %.1f s, %d Hz, %s, peak %.2f, %.1f dBFS, clipped %.3f%%, %d segment(s) kept, %d dropped%s",
+            "  %s: %.1f s, %d Hz, %s, peak %.2f, %.1f dBFS, clipped %.3f%%, %d segment(s) kept%s, %d dropped%s%s",
             f.name, f.duration_s, f.source_sample_rate, f.codec, f.peak, f.rms_dbfs, 100 * f.clipped_fraction,
-            f.segments_kept, f.segments_dropped, " SILENT" if f.silent else "",
+            f.segments_kept, f" ({f.speech_kept_s:.1f} s speech)" if f.speech_kept_s is not None else "",
+            f.segments_dropped, f", {f.segments_no_speech} not speech" if f.segments_no_speech else "",
+            " SILENT" if f.silent else "",
         )  # fmt: skip
     for w in r.warnings:
         _log.warning("dataset: %s", w)

@@ -1,0 +1,316 @@
+"""The data check stage: is there speech, and is it one voice? Run on the user's files before any
+weights are fetched or any long work starts.
+
+`check_data(files, keep_other_speakers=False) -> DataCheckReport`
+
+1. every file is probed (one `UserInputError` naming every unreadable file) and decoded to mono
+   16 kHz (libsndfile + soxr for WAV/FLAC/AIFF, ffmpeg for the rest), two threads;
+2. speech presence (`infer.lib.vad`, Silero VAD): speech regions and seconds per file. A file with
+   under `MIN_FILE_SPEECH_S` (1 s) of speech (music, noise, silence, a wrong file) is left out with
+   a warning naming it. Under `MIN_SPEECH_S` (30 s) of speech in all, the job is refused with the
+   figure. The regions go on to preprocessing, which drops segments that hold little speech
+   (`infer.modules.train.preprocess`), so a voice file's music intro does not become training data;
+3. one speaker (`infer.lib.speaker`, resemblyzer): an embedding of each file's speech, the dataset's
+   own centre (its main voice, see `main_speaker`), and each file's cosine similarity to it. A file
+   below `OTHER_SPEAKER` (0.70) is another person: named in a warning and left out unless
+   `keep_other_speakers`; between 0.70 and `UNSURE_SPEAKER` (0.80) it is kept with a warning.
+
+Cost on CPU (joe_10min, 40 files, 601 s): decoding ~0.3 s, VAD ~0.5 s, embeddings ~0.8 s; see
+bench/bench_datacheck.py.
+
+`dataset_card(preprocess_report, check)` merges this report into the preprocessing report for the
+model card (`dataset.files[*].speech_s`, `.speaker_similarity`, `.other_speaker`, `.excluded`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from infer.lib.errors import UserInputError
+from infer.lib.log import get_logger
+
+_log = get_logger("datacheck")
+
+SR = 16000
+MIN_FILE_SPEECH_S = 1.0
+MIN_SPEECH_S = 30.0
+DECODE_THREADS = 2
+
+NO_SPEECH = "no speech"
+OTHER_VOICE = "another speaker"
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """One input file: its speech and how alike its voice is to the dataset's.
+
+    index: position in the input list. speech: speech regions in seconds from the file's start.
+    speaker_similarity: cosine similarity to the dataset's centre (None: no speech to embed).
+    other_speaker: below `OTHER_SPEAKER`. excluded: why it is left out of training (None: trained on).
+    train_index: its position among the files handed to preprocessing (None when excluded).
+    """
+
+    index: int
+    name: str
+    duration_s: float
+    speech_s: float
+    speech: tuple[tuple[float, float], ...]
+    speaker_similarity: float | None = None
+    other_speaker: bool = False
+    excluded: str | None = None
+    train_index: int | None = None
+
+    def to_dict(self, regions: bool = True) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if not regions:
+            d.pop("speech")
+        else:
+            d["speech"] = [list(r) for r in self.speech]
+        return d
+
+
+@dataclass(frozen=True)
+class DataCheckReport:
+    """The stage's report: per file, totals, the voice's centre embedding, warnings and timings."""
+
+    files: list[FileCheck]
+    speech_s: float  # speech in the files kept for training
+    total_duration_s: float
+    keep_other_speakers: bool
+    centre: list[float] | None  # the training voice's embedding (256 floats)
+    main_speaker_share: float  # of all speech, the main voice's group
+    thresholds: dict[str, float]
+    seconds: dict[str, float]  # decode, vad, speaker
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def kept(self) -> list[FileCheck]:
+        return [f for f in self.files if f.excluded is None]
+
+    def centre_array(self) -> np.ndarray | None:
+        return None if self.centre is None else np.asarray(self.centre, dtype=np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["files"] = [f.to_dict() for f in self.files]
+        return d
+
+
+def _decode_all(files: Sequence[Path]) -> list[np.ndarray]:
+    from infer.lib.audio import load_audio
+    from infer.modules.train.preprocess import probe_all
+
+    probe_all(list(files))  # one error naming every unreadable file
+    with ThreadPoolExecutor(max_workers=max(1, min(DECODE_THREADS, len(files)))) as pool:
+        return list(pool.map(lambda f: load_audio(f, SR), files))
+
+
+def check_data(
+    files: Sequence[str | Path],
+    keep_other_speakers: bool = False,
+    detector: Any = None,
+    encoder: Any = None,
+    min_file_speech_s: float = MIN_FILE_SPEECH_S,
+    min_speech_s: float = MIN_SPEECH_S,
+) -> DataCheckReport:
+    """Speech and speaker of every file; see the module docstring. Raises `UserInputError` when too
+    little speech is left. `detector`/`encoder`: a `SpeechDetector`/`SpeakerEncoder` (default: the
+    process's shared ones)."""
+    from infer.lib import speaker as spk
+    from infer.lib.vad import get_speech_detector, speech_seconds
+
+    files = [Path(f) for f in files]
+    if not files:
+        raise UserInputError("no audio files to train on: give audio URLs or a dataset zip")
+    times: dict[str, float] = {}
+    t0 = time.monotonic()
+    audios = _decode_all(files)
+    times["decode"] = round(time.monotonic() - t0, 3)
+
+    t0 = time.monotonic()
+    detector = detector or get_speech_detector()
+    regions = detector.speech(audios)
+    times["vad"] = round(time.monotonic() - t0, 3)
+    speech_s = [speech_seconds(r) for r in regions]
+
+    t0 = time.monotonic()
+    has_speech = [i for i, s in enumerate(speech_s) if s >= min_file_speech_s]
+    sims: dict[int, float] = {}
+    centre: np.ndarray | None = None
+    group: list[int] = []
+    if has_speech:
+        encoder = encoder or spk.get_speaker_encoder()
+        speech_audio = [np.concatenate([audios[i][s:e] for s, e in regions[i]]) for i in has_speech]
+        embs = encoder.embed(speech_audio)
+        centre, g = spk.main_speaker([embs[k] for k in range(len(has_speech))], [speech_s[i] for i in has_speech])
+        group = [has_speech[k] for k in g]
+        sims = {i: round(spk.similarity(embs[k], centre), 4) for k, i in enumerate(has_speech)}
+    times["speaker"] = round(time.monotonic() - t0, 3)
+
+    checks: list[FileCheck] = []
+    n_train = 0
+    for i, f in enumerate(files):
+        sim = sims.get(i)
+        other = sim is not None and sim < spk.OTHER_SPEAKER
+        if speech_s[i] < min_file_speech_s:
+            why: str | None = NO_SPEECH
+        elif other and not keep_other_speakers:
+            why = OTHER_VOICE
+        else:
+            why = None
+        checks.append(
+            FileCheck(
+                index=i,
+                name=f.name,
+                duration_s=round(len(audios[i]) / SR, 3),
+                speech_s=round(speech_s[i], 3),
+                speech=tuple((round(s / SR, 3), round(e / SR, 3)) for s, e in regions[i]),
+                speaker_similarity=sim,
+                other_speaker=other,
+                excluded=why,
+                train_index=None if why else n_train,
+            )
+        )
+        n_train += why is None
+
+    total_speech = sum(speech_s)
+    report = DataCheckReport(
+        files=checks,
+        speech_s=round(sum(c.speech_s for c in checks if c.excluded is None), 3),
+        total_duration_s=round(sum(c.duration_s for c in checks), 3),
+        keep_other_speakers=keep_other_speakers,
+        centre=None if centre is None else [round(float(v), 6) for v in centre],
+        main_speaker_share=round(sum(speech_s[i] for i in group) / total_speech, 3) if total_speech else 0.0,
+        thresholds={
+            "min_file_speech_s": min_file_speech_s,
+            "min_speech_s": min_speech_s,
+            "other_speaker": spk.OTHER_SPEAKER,
+            "unsure_speaker": spk.UNSURE_SPEAKER,
+        },
+        seconds=times,
+        warnings=_warnings(checks, keep_other_speakers, group, speech_s, min_file_speech_s),
+    )
+    log_report(report)
+    if report.speech_s < min_speech_s:
+        raise UserInputError(
+            f"only {report.speech_s:.1f} s of speech found in the {len(files)} file(s) to train on "
+            f"({report.total_duration_s:.1f} s of audio in all); at least {min_speech_s:.0f} s of speech are needed, "
+            "10 minutes or more for a good voice. "
+            + ("; ".join(report.warnings[:3]) + ". " if report.warnings else "")
+            + "Give more recordings of the voice."
+        )
+    return report
+
+
+def _names(checks: Sequence[FileCheck], limit: int = 8) -> str:
+    shown = ", ".join(
+        f"{c.name} ({c.speaker_similarity:.2f})" if c.speaker_similarity is not None else c.name for c in checks[:limit]
+    )
+    return shown + (f" and {len(checks) - limit} more" if len(checks) > limit else "")
+
+
+def _warnings(
+    checks: Sequence[FileCheck],
+    keep_other: bool,
+    group: Sequence[int],
+    speech_s: Sequence[float],
+    min_file_speech_s: float,
+) -> list[str]:
+    from infer.lib.speaker import OTHER_SPEAKER, UNSURE_SPEAKER
+
+    out = []
+    quiet = [c for c in checks if c.excluded == NO_SPEECH]
+    if quiet:
+        out.append(
+            f"{len(quiet)} file(s) with under {min_file_speech_s:g} s of speech (music, noise or silence?) "
+            "left out: " + ", ".join(f"{c.name} ({c.speech_s:.1f} s speech)" for c in quiet[:8])
+        )
+    other = [c for c in checks if c.other_speaker]
+    if other:
+        what = "kept (keep_other_speakers is on)" if keep_other else "left out (keep_other_speakers keeps them)"
+        out.append(
+            f"{len(other)} file(s) sound like another speaker (voice similarity to the dataset's main voice "
+            f"below {OTHER_SPEAKER:.2f}), {what}: {_names(other)}"
+        )
+    unsure = [
+        c for c in checks if c.speaker_similarity is not None and OTHER_SPEAKER <= c.speaker_similarity < UNSURE_SPEAKER
+    ]
+    if unsure:
+        out.append(
+            f"{len(unsure)} file(s) sound only somewhat like the main voice (similarity {OTHER_SPEAKER:.2f}-"
+            f"{UNSURE_SPEAKER:.2f}: another speaker, or very different recording conditions), kept: {_names(unsure)}"
+        )
+    total = sum(speech_s)
+    if total and group and sum(speech_s[i] for i in group) < 0.5 * total:
+        out.append(
+            "no single voice holds most of the speech: this looks like several speakers; training on the "
+            f"largest group ({len(group)} file(s)). A voice model needs recordings of one voice"
+        )
+    return out
+
+
+def log_report(r: DataCheckReport) -> None:
+    kept = r.kept
+    _log.info(
+        "speech: %.1f s of speech in %.1f s of audio, %d of %d file(s) kept (decode %.1fs, VAD %.1fs, speaker %.1fs)",
+        r.speech_s, r.total_duration_s, len(kept), len(r.files),
+        r.seconds.get("decode", 0), r.seconds.get("vad", 0), r.seconds.get("speaker", 0),
+    )  # fmt: skip
+    for f in r.files:
+        sim = f"voice similarity {f.speaker_similarity:.2f}" if f.speaker_similarity is not None else "no voice"
+        _log.info(
+            "  %s: %.1f s speech of %.1f s, %s%s",
+            f.name, f.speech_s, f.duration_s, sim, f" LEFT OUT: {f.excluded}" if f.excluded else "",
+        )  # fmt: skip
+    for w in r.warnings:
+        _log.warning("dataset: %s", w)
+
+
+def train_files(report: DataCheckReport, files: Sequence[str | Path]) -> list[Path]:
+    """The files to train on (in order), from the input list the report was made for."""
+    if len(files) != len(report.files):
+        raise ValueError(f"the check saw {len(report.files)} file(s), {len(files)} given")
+    return [Path(files[c.index]) for c in report.kept]
+
+
+def train_speech(report: DataCheckReport) -> list[tuple[tuple[float, float], ...]]:
+    """The speech regions (seconds) of the files to train on, in `train_files` order."""
+    return [c.speech for c in report.kept]
+
+
+def dataset_card(preprocess: dict[str, Any] | None, check: DataCheckReport | None) -> dict[str, Any] | None:
+    """The model card's `dataset`: the preprocessing report with the check's figures merged in.
+
+    Every input file is listed: those trained on with their preprocessing figures, those left out
+    with `excluded` saying why. `speech_s` (dataset level) is the speech in the segments trained on.
+    """
+    if check is None:
+        return preprocess
+    out = dict(preprocess or {})
+    pre_files = list(out.get("files") or [])
+    files = []
+    for c in check.files:
+        d = dict(pre_files[c.train_index]) if c.train_index is not None and c.train_index < len(pre_files) else {}
+        d.update(c.to_dict(regions=False))
+        files.append(d)
+    out["files"] = files
+    if out.get("speech_s") is None:
+        out["speech_s"] = check.speech_s
+    out["n_files_given"] = len(check.files)
+    out["excluded_files"] = [{"name": c.name, "reason": c.excluded} for c in check.files if c.excluded]
+    out["speaker"] = {
+        "main_speaker_share": check.main_speaker_share,
+        "keep_other_speakers": check.keep_other_speakers,
+        "thresholds": check.thresholds,
+        "encoder": "resemblyzer 0.1.4 GE2E (cosine similarity to the dataset's main voice)",
+    }
+    out["check_warnings"] = list(check.warnings)
+    return out
