@@ -114,6 +114,7 @@ class TrainService:
         save_every_epoch: float,
         include_checkpoints: bool,
         seed_text: str,
+        keep_other_speakers: bool = False,
     ) -> Iterator[tuple[str, str, str | None, str | None]]:
         """Generator for gradio: yields (log, status, zip path, zip path for the Convert tab, preview.wav)."""
         from infer.lib.errors import UserInputError
@@ -164,6 +165,7 @@ class TrainService:
                 save_every_epoch=int(save_every_epoch),
                 include_checkpoints=include_checkpoints,
                 seed=seed,
+                keep_other_speakers=keep_other_speakers,
             )
 
             def on_stage(i: int, n: int, name: str) -> None:
@@ -188,7 +190,9 @@ class TrainService:
             err = state["error"]
             if err is None:
                 preview = preview_from_zip(Path(state["result"]), tmp)
-                yield drain(), f"Done: {Path(state['result']).name}", state["result"], state["result"], preview
+                done = f"Done: {Path(state['result']).name}"
+                summary = summary_from_zip(Path(state["result"]))
+                yield drain(), done + (f"\n{summary}" if summary else ""), state["result"], state["result"], preview
             elif isinstance(err, UserInputError):
                 yield drain(), f"Error: {err}", None, None, None
             else:
@@ -204,6 +208,32 @@ class TrainService:
         finally:
             rvc_logger.removeHandler(handler)
             self._lock.release()
+
+
+def summary_from_zip(zip_path: Path) -> str:
+    """Plain lines from the zip's model card: how close the preview sounds, the files left out and why."""
+    import json
+
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            card = json.loads(zf.read("model_card.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return ""
+    lines = []
+    ds = card.get("dataset") or {}
+    if ds.get("speech_s") is not None:
+        lines.append(f"Speech trained on: {ds['speech_s'] / 60:.1f} min")
+    for f in ds.get("excluded_files") or []:
+        lines.append(f"Left out: {f['name']} ({f['reason']})")
+    q = card.get("quality") or {}
+    if q.get("preview_reading"):
+        line = f"Preview speaker similarity {q['preview_reading']}"
+        if q.get("heldout_speaker_similarity") is not None:
+            line += f" (held-out originals {q['heldout_speaker_similarity']:.2f})"
+        if q.get("note"):
+            line += f"; low because {q['note']}"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def preview_from_zip(zip_path: Path, work_dir: Path) -> str | None:
@@ -364,12 +394,17 @@ def build_ui() -> Any:
                         enhance = gr.Checkbox(value=True, label="Enhance audio (denoise)", elem_id="train-enhance")
                         trim = gr.Checkbox(value=True, label="Trim silence")
                         include_ckpt = gr.Checkbox(value=False, label="Include checkpoints in the zip")
+                        keep_other = gr.Checkbox(
+                            value=False,
+                            label="Keep files of other speakers",
+                            elem_id="train-keep-other-speakers",
+                        )
                     with gr.Row():
                         name = gr.Textbox(value="rvc_model", label="Model name", elem_id="train-name")
                         seed = gr.Textbox(value="", label="Seed (empty: random)")
                     train_btn = gr.Button("Train", variant="primary", elem_id="train-button")
                 with gr.Column():
-                    status = gr.Textbox(label="Status", interactive=False, elem_id="train-status")
+                    status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="train-status")
                     log_box = gr.Textbox(
                         label="Log", lines=18, max_lines=18, interactive=False, autoscroll=True, elem_id="train-log"
                     )
@@ -435,6 +470,7 @@ def build_ui() -> Any:
                 save_every,
                 include_ckpt,
                 seed,
+                keep_other,
             ],
             outputs=[log_box, status, result, model_file, preview_audio],
             concurrency_limit=1,

@@ -74,6 +74,7 @@ class TrainRequest:
     resume_from: pathlib.Path | None
     include_checkpoints: bool
     seed: int | None
+    keep_other_speakers: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -127,6 +128,7 @@ def validate_request(
     resume_from: str | os.PathLike[str] | None = None,
     include_checkpoints: bool = False,
     seed: int | None = None,
+    keep_other_speakers: bool = False,
 ) -> TrainRequest:
     """Check every input (cheap checks only) and return the request, or raise `UserInputError`."""
     urls = tuple(u.strip() for u in (wav_urls or []) if u and u.strip())
@@ -175,6 +177,7 @@ def validate_request(
         resume_from=resume,
         include_checkpoints=bool(include_checkpoints),
         seed=None if seed is None else int(seed),
+        keep_other_speakers=bool(keep_other_speakers),
     )
 
 
@@ -458,6 +461,11 @@ class Predictor(BasePredictor):
             default=None,
             description="Random seed for reproducible training. Leave empty for a random one.",
         ),
+        keep_other_speakers: bool = Input(
+            default=False,
+            description="Files whose voice sounds like another person's (speaker similarity to the dataset's "
+            "main voice under 0.70) are named in the log and left out of training; turn this on to keep them.",
+        ),
     ) -> Path:
         """Train a voice model and return the zip (model `.pth`, index, reports, preview)."""
         request = validate_request(
@@ -475,6 +483,7 @@ class Predictor(BasePredictor):
             resume_from=resume_from,
             include_checkpoints=include_checkpoints,
             seed=seed,
+            keep_other_speakers=keep_other_speakers,
         )
         return Path(self.train(request))
 
@@ -541,6 +550,14 @@ def _load_shared_models(paths: dict[str, pathlib.Path], device: Any, settings: A
     rmvpe = load_rmvpe(paths[RMVPE], "cpu")
     del rmvpe
     log.info("HuBERT loaded and RMVPE checked in %.1fs", time.monotonic() - t0)
+    t0 = time.monotonic()
+    from infer.lib.speaker import get_speaker_encoder
+    from infer.lib.vad import get_speech_detector
+
+    out["vad"], out["speaker"] = get_speech_detector(), get_speaker_encoder()
+    out["vad"].warm_up()
+    out["speaker"].warm_up()
+    log.info("speech detector (Silero VAD) and speaker encoder (resemblyzer) loaded in %.1fs", time.monotonic() - t0)
     wd = WeightDownloader(settings)
     if not wd.missing([MOSSFORMER2]):
         from infer.lib.enhance import get_enhancer
@@ -604,6 +621,7 @@ def _run_job(
         seed=seed,
         resume_from=str(request.resume_from) if request.resume_from else None,
         include_checkpoints=request.include_checkpoints,
+        keep_other_speakers=request.keep_other_speakers,
         # the tiny test network cannot start from the published pretrained G/D (other shapes)
         from_scratch=_tiny_mode(),
     )
@@ -629,6 +647,8 @@ def _run_job(
         ensure_free_space(files.inputs_dir, GiB, "downloading and unpacking the audio")
         audio = collect_inputs(list(request.wav_urls), request.dataset, files.inputs_dir, cancel=cancel)
         log.info("%d audio file(s) collected", len(audio))
+        checked = modules  # speech and speaker per file: too little speech is refused before any download
+        checked.check_data(audio)
 
     with stages.stage("fetch weights"):
         names = modules.required_weights()
@@ -642,6 +662,7 @@ def _run_job(
             cache=cache,
             cancel=cancel,
         )
+        modules.adopt_check(checked)
 
     with stages.stage("train"):
         archive = files.output_archive(request.experiment_name)

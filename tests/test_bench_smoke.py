@@ -54,3 +54,15 @@ def test_stage_selection_and_summary_against_reference():
     assert total["wall_s"] == 18.5
     assert total["reference_s"] == 5.7 + 175.0 + 77.0 + 3.5
     assert total["speedup"] == round((5.7 + 175.0 + 77.0 + 3.5) / 18.5, 2)
+
+
+def test_datacheck_bench_prints_the_ratio(tmp_path, joe_1min, capsys):
+    from bench import bench_datacheck
+
+    out = tmp_path / "datacheck.json"
+    assert bench_datacheck.main(["--data", str(joe_1min), "--repeat", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["files"] == 4 and 55 < result["audio_s"] < 65
+    assert result["check_wall_s"] > 0 and result["preprocess_cpu_s"] > 0 and result["check_vs_preprocess_cpu"] > 0
+    assert set(result["check_parts_wall_s"]) == {"decode", "vad", "speaker"}
+    assert "| check / preprocess |" in capsys.readouterr().out

@@ -157,3 +157,16 @@ def test_dataset_card_lists_every_file(mixed_check) -> None:
     }
     for f in card["files"]:
         assert {"speech_s", "speaker_similarity", "other_speaker"} <= set(f) and "speech" not in f
+
+
+def test_keep_other_speakers_reaches_the_options_from_every_front_end(tmp_path: Path) -> None:
+    from predict import validate_request
+    from tools.train import build_parser, options_from_args
+
+    a = build_parser().parse_args(["x.wav", "--out", str(tmp_path / "x.zip"), "--keep-other-speakers"])
+    assert options_from_args(a).keep_other_speakers is True
+    a = build_parser().parse_args(["x.wav", "--out", str(tmp_path / "x.zip")])
+    assert options_from_args(a).keep_other_speakers is False
+    assert validate_request(wav_urls=["https://example.org/a.wav"]).keep_other_speakers is False
+    r = validate_request(wav_urls=["https://example.org/a.wav"], keep_other_speakers=True)
+    assert r.keep_other_speakers is True and r.to_dict()["keep_other_speakers"] is True

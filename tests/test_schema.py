@@ -24,6 +24,7 @@ ISSUE_INPUTS = [
     "resume_from",
     "include_checkpoints",
     "seed",
+    "keep_other_speakers",
 ]
 
 

@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--holdout", type=int, help="held-out segments (default: automatic)")
     p.add_argument("--no-preview", action="store_true", help="do not convert a preview.wav")
+    p.add_argument(
+        "--keep-other-speakers",
+        action="store_true",
+        help="also train on files whose voice sounds like another person's (left out by default)",
+    )
     return p
 
 
@@ -89,6 +94,7 @@ def options_from_args(a: argparse.Namespace) -> object:
         learning_rate=a.learning_rate,
         holdout=a.holdout,
         preview=not a.no_preview,
+        keep_other_speakers=a.keep_other_speakers,
     )
 
 

@@ -102,6 +102,10 @@ class SpeakerEncoder:
         own = np.asarray(owner)
         return [emb[own == i] if (own == i).any() else out[i] for i in range(len(speech))]
 
+    def warm_up(self) -> None:
+        """One embedding of noise: the first librosa and LSTM calls load and prepare code (seconds)."""
+        self.embed([np.random.default_rng(0).standard_normal(PARTIAL_SAMPLES).astype(np.float32)])
+
     def embed(self, speech: Sequence[np.ndarray]) -> list[np.ndarray | None]:
         """Per array of 16 kHz speech: its embedding [256] (unit vector), None for an empty array."""
         return [mean_embedding(p) if len(p) else None for p in self.embed_partials(speech)]

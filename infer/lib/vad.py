@@ -113,6 +113,11 @@ class SpeechDetector:
             result.append(np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32))
         return result
 
+    def warm_up(self) -> None:
+        """Run the network twice on silence: TorchScript optimises a model on its first calls (seconds)."""
+        for _ in range(2):
+            self.probabilities([np.zeros(2 * WINDOW * 8, np.float32)] * 2)
+
     def regions(self, probs: np.ndarray, n_samples: int) -> list[tuple[int, int]]:
         """Speech regions [(start, end)] in samples from one array's probabilities (silero's rules)."""
         from silero_vad import get_speech_timestamps_from_probs

@@ -786,6 +786,10 @@ class TrainModules:
 
         if self.data_check is None:
             self.check_data(files)
+        else:  # checked before this log file was opened (the Predictor): repeat its findings here
+            from infer.modules.train.datacheck import log_report
+
+            log_report(self.data_check)
         kept = train_files(self.data_check, files)
         self._stage("weights", lambda: {"names": [str(n) for n in self.fetch_weights(until)]})
         ensure_free_space(self.exp.root, GiB, "preprocessing and feature extraction")
