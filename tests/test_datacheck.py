@@ -203,3 +203,36 @@ def test_voice_quality_reads_the_speaker_and_calls_out_a_wrong_voice(
     assert any("much less like the speaker" in r.getMessage() for r in records if r.levelno == logging.WARNING)
     q = voice_quality(centre, held, {"preview": (wrong, 22050)}, standin=["hubert/hubert_base.pt"])
     assert "stand-in" in q["note"]
+
+
+def test_a_long_file_loses_the_minutes_of_another_voice(joe_10min: Path, tmp_path: Path) -> None:
+    """An "interview" in one file: joe, then about two minutes of another voice, then joe again."""
+    from tests.media import ESPEAK_TEXT, make_espeak_voice
+
+    joe_files = sorted(joe_10min.glob("*.wav"))
+    other = make_espeak_voice(tmp_path / "guest.wav", text=" ".join([ESPEAK_TEXT] * 9))
+    g, gsr = sf.read(other, dtype="float32")
+    parts = [sf.read(p, dtype="float32")[0] for p in joe_files[:10]]
+    import soxr
+
+    guest = soxr.resample(g, gsr, 22050).astype(np.float32)
+    interview = tmp_path / "interview.wav"
+    sf.write(
+        str(interview),
+        np.concatenate([*parts, guest, *[sf.read(p, dtype="float32")[0] for p in joe_files[10:20]]]),
+        22050,
+    )
+    r = check_data([interview, *joe_files[20:23]])
+    f = r.files[0]
+    assert f.excluded is None and len(f.minute_similarities) >= 6
+    low = [v for v in f.minute_similarities if v < OTHER_SPEAKER]
+    assert 1 <= len(low) <= 3 and max(f.minute_similarities) > 0.9
+    assert 55 <= f.other_speaker_s <= 190
+    kept = speech_seconds([(int(a * 16000), int(b * 16000)) for a, b in f.speech])
+    assert kept == pytest.approx(f.speech_s - f.other_speaker_s, abs=0.05)
+    assert any("interview.wav: minute(s)" in w for w in r.warnings)
+    assert r.speech_s == pytest.approx(sum(c.speech_s - c.other_speaker_s for c in r.files), abs=0.01)
+    # the guest's minutes are in no kept region: the middle of the guest part is not speech to train on
+    start = sum(len(p) for p in parts) / 22050
+    mid = start + len(guest) / 22050 / 2
+    assert not any(a <= mid <= b for a, b in f.speech)

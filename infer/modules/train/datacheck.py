@@ -13,10 +13,13 @@ weights are fetched or any long work starts.
 3. one speaker (`infer.lib.speaker`, resemblyzer): an embedding of each file's speech, the dataset's
    own centre (its main voice, see `main_speaker`), and each file's cosine similarity to it. A file
    below `OTHER_SPEAKER` (0.70) is another person: named in a warning and left out unless
-   `keep_other_speakers`; between 0.70 and `UNSURE_SPEAKER` (0.80) it is kept with a warning.
+   `keep_other_speakers`; between 0.70 and `UNSURE_SPEAKER` (0.80) it is kept with a warning. A file
+   with more than two minutes of speech (an interview, a podcast) is also judged a minute of speech
+   at a time (`units`): a minute below 0.70 is named and its speech taken out of the file's regions,
+   so preprocessing drops its segments; the file's embedding is the mean of its minutes'.
 
-Cost on CPU (joe_10min, 40 files, 601 s): decoding ~0.3 s, VAD ~0.5 s, embeddings ~0.8 s; see
-bench/bench_datacheck.py.
+Cost on CPU (joe_10min, 40 files, 601 s, one thread): decoding 0.13, VAD 0.55, embeddings 0.48 CPU
+seconds; see bench/bench_datacheck.py.
 
 `dataset_card(preprocess_report, check)` merges this report into the preprocessing report for the
 model card (`dataset.files[*].speech_s`, `.speaker_similarity`, `.other_speaker`, `.excluded`).
@@ -40,6 +43,7 @@ from infer.lib.log import get_logger
 _log = get_logger("datacheck")
 
 SR = 16000
+UNIT_S = 60.0  # a file with more than two of these of speech is judged a minute of speech at a time
 MIN_FILE_SPEECH_S = 1.0
 MIN_SPEECH_S = 30.0
 DECODE_THREADS = 2
@@ -56,6 +60,9 @@ class FileCheck:
     speaker_similarity: cosine similarity to the dataset's centre (None: no speech to embed).
     other_speaker: below `OTHER_SPEAKER`. excluded: why it is left out of training (None: trained on).
     train_index: its position among the files handed to preprocessing (None when excluded).
+    other_speaker_s: speech of a long file left out as another voice, a minute at a time (see `units`);
+    `speech` then lacks those minutes, so preprocessing drops their segments.
+    minute_similarities: a long file's per-minute similarities (empty for files of up to 2 minutes).
     """
 
     index: int
@@ -67,6 +74,8 @@ class FileCheck:
     other_speaker: bool = False
     excluded: str | None = None
     train_index: int | None = None
+    other_speaker_s: float = 0.0
+    minute_similarities: tuple[float, ...] = ()
 
     def to_dict(self, regions: bool = True) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -113,6 +122,31 @@ def _decode_all(files: Sequence[Path]) -> list[np.ndarray]:
         return list(pool.map(lambda f: load_audio(f, SR), files))
 
 
+def units(regions: Sequence[tuple[int, int]], unit_s: float = UNIT_S) -> list[list[tuple[int, int]]]:
+    """A file's speech regions (samples at 16 kHz) in consecutive groups of about `unit_s` seconds of
+    speech (one group when there are at most two units' worth; a region longer than a unit is split)."""
+    total = sum(e - s for s, e in regions)
+    step = int(unit_s * SR)
+    if total <= 2 * step:
+        return [list(regions)] if regions else []
+    out: list[list[tuple[int, int]]] = [[]]
+    have = 0
+    for s, e in regions:
+        while s < e:
+            take = min(e - s, step - have)
+            out[-1].append((s, s + take))
+            have += take
+            s += take
+            if have >= step:
+                out.append([])
+                have = 0
+    if not out[-1]:
+        out.pop()
+    if len(out) > 1 and sum(e - s for s, e in out[-1]) < step / 2:  # a short tail joins the unit before
+        out[-2] += out.pop()
+    return out
+
+
 def check_data(
     files: Sequence[str | Path],
     keep_other_speakers: bool = False,
@@ -144,15 +178,32 @@ def check_data(
     t0 = time.monotonic()
     has_speech = [i for i, s in enumerate(speech_s) if s >= min_file_speech_s]
     sims: dict[int, float] = {}
+    minute_sims: dict[int, list[float]] = {}
+    other_regions: dict[int, set[tuple[int, int]]] = {}
     centre: np.ndarray | None = None
     group: list[int] = []
+    group_share = 0.0
     if has_speech:
         encoder = encoder or spk.get_speaker_encoder()
-        speech_audio = [np.concatenate([audios[i][s:e] for s, e in regions[i]]) for i in has_speech]
-        embs = encoder.embed(speech_audio)
-        centre, g = spk.main_speaker([embs[k] for k in range(len(has_speech))], [speech_s[i] for i in has_speech])
-        group = [has_speech[k] for k in g]
+        file_units = {i: units(regions[i]) for i in has_speech}
+        flat = [(i, u) for i in has_speech for u in file_units[i]]
+        unit_embs = encoder.embed([np.concatenate([audios[i][s:e] for s, e in u]) for i, u in flat])
+        unit_w = [sum(e - s for s, e in u) for _, u in flat]
+        embs = []
+        for i in has_speech:
+            k = [j for j, (f, _) in enumerate(flat) if f == i]
+            embs.append(spk.mean_embedding(np.stack([unit_embs[j] for j in k]), [unit_w[j] for j in k]))
+        # the main voice from files and long files' minutes alike: a mixed file does not blur the centre
+        centre, g = spk.main_speaker(unit_embs, unit_w)
+        group_share = sum(unit_w[j] for j in g) / max(1, sum(unit_w))
+        group = sorted({flat[j][0] for j in g})
         sims = {i: round(spk.similarity(embs[k], centre), 4) for k, i in enumerate(has_speech)}
+        for j, (i, u) in enumerate(flat):
+            if len(file_units[i]) > 1:
+                sim_u = round(spk.similarity(unit_embs[j], centre), 4)
+                minute_sims.setdefault(i, []).append(sim_u)
+                if sim_u < spk.OTHER_SPEAKER and not keep_other_speakers:
+                    other_regions.setdefault(i, set()).update(u)
     times["speaker"] = round(time.monotonic() - t0, 3)
 
     checks: list[FileCheck] = []
@@ -166,29 +217,34 @@ def check_data(
             why = OTHER_VOICE
         else:
             why = None
+        drop = other_regions.get(i, set()) if why is None else set()
+        kept_regions = [r for r in _split(regions[i], drop)] if drop else regions[i]
+        if drop and speech_seconds(kept_regions) < min_file_speech_s:
+            why, drop, kept_regions = OTHER_VOICE, set(), regions[i]
         checks.append(
             FileCheck(
                 index=i,
                 name=f.name,
                 duration_s=round(len(audios[i]) / SR, 3),
                 speech_s=round(speech_s[i], 3),
-                speech=tuple((round(s / SR, 3), round(e / SR, 3)) for s, e in regions[i]),
+                speech=tuple((round(s / SR, 3), round(e / SR, 3)) for s, e in kept_regions),
                 speaker_similarity=sim,
                 other_speaker=other,
                 excluded=why,
                 train_index=None if why else n_train,
+                other_speaker_s=round(speech_s[i] - speech_seconds(kept_regions), 3),
+                minute_similarities=tuple(minute_sims.get(i, ())),
             )
         )
         n_train += why is None
 
-    total_speech = sum(speech_s)
     report = DataCheckReport(
         files=checks,
-        speech_s=round(sum(c.speech_s for c in checks if c.excluded is None), 3),
+        speech_s=round(sum(c.speech_s - c.other_speaker_s for c in checks if c.excluded is None), 3),
         total_duration_s=round(sum(c.duration_s for c in checks), 3),
         keep_other_speakers=keep_other_speakers,
         centre=None if centre is None else [round(float(v), 6) for v in centre],
-        main_speaker_share=round(sum(speech_s[i] for i in group) / total_speech, 3) if total_speech else 0.0,
+        main_speaker_share=round(group_share, 3),
         thresholds={
             "min_file_speech_s": min_file_speech_s,
             "min_speech_s": min_speech_s,
@@ -196,7 +252,7 @@ def check_data(
             "unsure_speaker": spk.UNSURE_SPEAKER,
         },
         seconds=times,
-        warnings=_warnings(checks, keep_other_speakers, group, speech_s, min_file_speech_s),
+        warnings=_warnings(checks, keep_other_speakers, group, group_share, min_file_speech_s),
     )
     log_report(report)
     if report.speech_s < min_speech_s:
@@ -210,6 +266,21 @@ def check_data(
     return report
 
 
+def _split(regions: Sequence[tuple[int, int]], drop: set[tuple[int, int]]) -> list[tuple[int, int]]:
+    """`regions` less the pieces in `drop` (pieces `units` cut from them), merged back where adjacent."""
+    out: list[tuple[int, int]] = []
+    for s, e in regions:
+        cuts = sorted(p for p in drop if s <= p[0] and p[1] <= e)
+        pos = s
+        for a, b in cuts:
+            if a > pos:
+                out.append((pos, a))
+            pos = max(pos, b)
+        if pos < e:
+            out.append((pos, e))
+    return out
+
+
 def _names(checks: Sequence[FileCheck], limit: int = 8) -> str:
     shown = ", ".join(
         f"{c.name} ({c.speaker_similarity:.2f})" if c.speaker_similarity is not None else c.name for c in checks[:limit]
@@ -221,7 +292,7 @@ def _warnings(
     checks: Sequence[FileCheck],
     keep_other: bool,
     group: Sequence[int],
-    speech_s: Sequence[float],
+    group_share: float,
     min_file_speech_s: float,
 ) -> list[str]:
     from infer.lib.speaker import OTHER_SPEAKER, UNSURE_SPEAKER
@@ -240,6 +311,13 @@ def _warnings(
             f"{len(other)} file(s) sound like another speaker (voice similarity to the dataset's main voice "
             f"below {OTHER_SPEAKER:.2f}), {what}: {_names(other)}"
         )
+    partly = [c for c in checks if c.other_speaker_s > 0 and c.excluded is None]
+    for c in partly:
+        low = [f"{m + 1}" for m, v in enumerate(c.minute_similarities) if v < OTHER_SPEAKER]
+        out.append(
+            f"{c.name}: minute(s) {', '.join(low)} of its speech ({c.other_speaker_s:.0f} s) sound like another "
+            "speaker and are left out (keep_other_speakers keeps them)"
+        )
     unsure = [
         c for c in checks if c.speaker_similarity is not None and OTHER_SPEAKER <= c.speaker_similarity < UNSURE_SPEAKER
     ]
@@ -248,8 +326,7 @@ def _warnings(
             f"{len(unsure)} file(s) sound only somewhat like the main voice (similarity {OTHER_SPEAKER:.2f}-"
             f"{UNSURE_SPEAKER:.2f}: another speaker, or very different recording conditions), kept: {_names(unsure)}"
         )
-    total = sum(speech_s)
-    if total and group and sum(speech_s[i] for i in group) < 0.5 * total:
+    if group and group_share <= 0.5:
         out.append(
             "no single voice holds most of the speech: this looks like several speakers; training on the "
             f"largest group ({len(group)} file(s)). A voice model needs recordings of one voice"
@@ -266,9 +343,14 @@ def log_report(r: DataCheckReport) -> None:
     )  # fmt: skip
     for f in r.files:
         sim = f"voice similarity {f.speaker_similarity:.2f}" if f.speaker_similarity is not None else "no voice"
+        minutes = ""
+        if f.minute_similarities:
+            minutes = " (by minute of speech: " + ", ".join(f"{v:.2f}" for v in f.minute_similarities) + ")"
+            if f.other_speaker_s and not f.excluded:
+                minutes += f", {f.other_speaker_s:.0f} s of another speaker LEFT OUT"
         _log.info(
-            "  %s: %.1f s speech of %.1f s, %s%s",
-            f.name, f.speech_s, f.duration_s, sim, f" LEFT OUT: {f.excluded}" if f.excluded else "",
+            "  %s: %.1f s speech of %.1f s, %s%s%s",
+            f.name, f.speech_s, f.duration_s, sim, minutes, f" LEFT OUT: {f.excluded}" if f.excluded else "",
         )  # fmt: skip
     for w in r.warnings:
         _log.warning("dataset: %s", w)
