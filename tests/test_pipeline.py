@@ -122,6 +122,7 @@ def test_the_voice_alone_is_trained_and_the_others_named(trained: dict[str, Any]
         f"{q['preview_speaker_similarity']:.2f}: "
     )
     assert "stand-in" in q["note"]
+    assert -1 <= q["best_preview_speaker_similarity"] < 0.8  # joe_best_e<N>.pth converts the same excerpt
     assert "preview speaker similarity" in log
 
 
