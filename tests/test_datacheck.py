@@ -236,3 +236,13 @@ def test_a_long_file_loses_the_minutes_of_another_voice(joe_10min: Path, tmp_pat
     start = sum(len(p) for p in parts) / 22050
     mid = start + len(guest) / 22050 / 2
     assert not any(a <= mid <= b for a, b in f.speech)
+
+
+def test_main_speaker_scales_to_a_zip_of_many_clips() -> None:
+    """10,000 clips (a dataset zip's limit): candidates are spread, memory stays small, the majority wins."""
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal(256), rng.standard_normal(256)
+    e = np.stack([a if i % 4 else b for i in range(10_000)]) + 0.05 * rng.standard_normal((10_000, 256))
+    e = (e / np.linalg.norm(e, axis=1, keepdims=True)).astype(np.float32)
+    centre, group = main_speaker(list(e), [3.0] * len(e))
+    assert len(group) == 7500 and similarity(centre, a) > 0.99

@@ -189,10 +189,13 @@ def check_data(
         flat = [(i, u) for i in has_speech for u in file_units[i]]
         unit_embs = encoder.embed([np.concatenate([audios[i][s:e] for s, e in u]) for i, u in flat])
         unit_w = [sum(e - s for s, e in u) for _, u in flat]
-        embs = []
-        for i in has_speech:
-            k = [j for j, (f, _) in enumerate(flat) if f == i]
-            embs.append(spk.mean_embedding(np.stack([unit_embs[j] for j in k]), [unit_w[j] for j in k]))
+        of_file: dict[int, list[int]] = {}
+        for j, (i, _) in enumerate(flat):
+            of_file.setdefault(i, []).append(j)
+        embs = [
+            spk.mean_embedding(np.stack([unit_embs[j] for j in of_file[i]]), [unit_w[j] for j in of_file[i]])
+            for i in has_speech
+        ]
         # the main voice from files and long files' minutes alike: a mixed file does not blur the centre
         centre, g = spk.main_speaker(unit_embs, unit_w)
         group_share = sum(unit_w[j] for j in g) / max(1, sum(unit_w))
@@ -218,7 +221,7 @@ def check_data(
         else:
             why = None
         drop = other_regions.get(i, set()) if why is None else set()
-        kept_regions = [r for r in _split(regions[i], drop)] if drop else regions[i]
+        kept_regions = _split(regions[i], drop) if drop else regions[i]
         if drop and speech_seconds(kept_regions) < min_file_speech_s:
             why, drop, kept_regions = OTHER_VOICE, set(), regions[i]
         checks.append(
