@@ -246,3 +246,22 @@ def test_main_speaker_scales_to_a_zip_of_many_clips() -> None:
     e = (e / np.linalg.norm(e, axis=1, keepdims=True)).astype(np.float32)
     centre, group = main_speaker(list(e), [3.0] * len(e))
     assert len(group) == 7500 and similarity(centre, a) > 0.99
+
+
+def test_files_are_checked_in_batches_of_bounded_audio(
+    joe: list[Path], other_audio: dict[str, Path], monkeypatch
+) -> None:
+    """Decoding a few files at a time (memory bounded) gives the same report as all at once."""
+    import infer.modules.train.datacheck as dc
+
+    files = [*joe, other_audio["voice"], other_audio["music"]]
+    whole = check_data(files)
+    monkeypatch.setattr(dc, "BATCH_S", 20.0)
+    assert dc._batches([14.7, 13.2, 15.2, 16.6, 19.1, 20.0], 20.0) == [[0], [1], [2], [3], [4], [5]]
+    assert dc._batches([5, 5, 5, 30, 1], 20.0) == [[0, 1, 2], [3], [4]]
+    parts = check_data(files)
+    assert [(f.name, f.speech, f.excluded) for f in parts.files] == [
+        (f.name, f.speech, f.excluded) for f in whole.files
+    ]
+    for a, b in zip(parts.files, whole.files, strict=True):
+        assert a.speaker_similarity == pytest.approx(b.speaker_similarity, abs=1e-3) if b.speaker_similarity else True

@@ -4,7 +4,9 @@ weights are fetched or any long work starts.
 `check_data(files, keep_other_speakers=False) -> DataCheckReport`
 
 1. every file is probed (one `UserInputError` naming every unreadable file) and decoded to mono
-   16 kHz (libsndfile + soxr for WAV/FLAC/AIFF, ffmpeg for the rest), two threads;
+   16 kHz (libsndfile + soxr for WAV/FLAC/AIFF, ffmpeg for the rest), two threads, `BATCH_S` (20
+   minutes) of audio at a time: each batch's speech regions and embeddings are kept, its samples
+   dropped, so memory does not grow with the dataset (a single long file is decoded whole);
 2. speech presence (`infer.lib.vad`, Silero VAD): speech regions and seconds per file. A file with
    under `MIN_FILE_SPEECH_S` (1 s) of speech (music, noise, silence, a wrong file) is left out with
    a warning naming it. Under `MIN_SPEECH_S` (30 s) of speech in all, the job is refused with the
@@ -47,6 +49,7 @@ UNIT_S = 60.0  # a file with more than two of these of speech is judged a minute
 MIN_FILE_SPEECH_S = 1.0
 MIN_SPEECH_S = 30.0
 DECODE_THREADS = 2
+BATCH_S = 1200.0  # seconds of audio decoded at a time (77 MB at 16 kHz): memory does not grow with the dataset
 
 NO_SPEECH = "no speech"
 OTHER_VOICE = "another speaker"
@@ -113,13 +116,24 @@ class DataCheckReport:
         return d
 
 
-def _decode_all(files: Sequence[Path]) -> list[np.ndarray]:
+def _decode(files: Sequence[Path]) -> list[np.ndarray]:
     from infer.lib.audio import load_audio
-    from infer.modules.train.preprocess import probe_all
 
-    probe_all(list(files))  # one error naming every unreadable file
     with ThreadPoolExecutor(max_workers=max(1, min(DECODE_THREADS, len(files)))) as pool:
         return list(pool.map(lambda f: load_audio(f, SR), files))
+
+
+def _batches(durations: Sequence[float], limit_s: float = BATCH_S) -> list[list[int]]:
+    """File indices in consecutive groups of at most `limit_s` seconds of audio (a longer file alone)."""
+    out: list[list[int]] = [[]]
+    have = 0.0
+    for i, d in enumerate(durations):
+        if out[-1] and have + d > limit_s:
+            out.append([])
+            have = 0.0
+        out[-1].append(i)
+        have += d
+    return [b for b in out if b]
 
 
 def units(regions: Sequence[tuple[int, int]], unit_s: float = UNIT_S) -> list[list[tuple[int, int]]]:
@@ -160,23 +174,44 @@ def check_data(
     process's shared ones)."""
     from infer.lib import speaker as spk
     from infer.lib.vad import get_speech_detector, speech_seconds
+    from infer.modules.train.preprocess import probe_all
 
     files = [Path(f) for f in files]
     if not files:
         raise UserInputError("no audio files to train on: give audio URLs or a dataset zip")
-    times: dict[str, float] = {}
-    t0 = time.monotonic()
-    audios = _decode_all(files)
-    times["decode"] = round(time.monotonic() - t0, 3)
-
-    t0 = time.monotonic()
+    infos = probe_all(files)  # one error naming every unreadable file
+    times = {"decode": 0.0, "vad": 0.0, "speaker": 0.0}
     detector = detector or get_speech_detector()
-    regions = detector.speech(audios)
-    times["vad"] = round(time.monotonic() - t0, 3)
+    n_samples = [0] * len(files)
+    regions: list[list[tuple[int, int]]] = [[] for _ in files]
+    file_units: dict[int, list[list[tuple[int, int]]]] = {}
+    flat: list[tuple[int, list[tuple[int, int]]]] = []  # (file, unit regions), embedded in unit_embs
+    unit_embs: list[np.ndarray] = []
+    for batch in _batches([float(i.get("duration_s") or 0.0) for i in infos]):
+        t0 = time.monotonic()
+        audios = _decode([files[i] for i in batch])
+        t1 = time.monotonic()
+        found = detector.speech(audios)
+        t2 = time.monotonic()
+        pieces = []
+        for i, a, r in zip(batch, audios, found, strict=True):
+            n_samples[i], regions[i] = len(a), r
+            if speech_seconds(r) >= min_file_speech_s:
+                file_units[i] = units(r)
+                for u in file_units[i]:
+                    flat.append((i, u))
+                    pieces.append(np.concatenate([a[s:e] for s, e in u]))
+        if pieces:
+            encoder = encoder or spk.get_speaker_encoder()
+            unit_embs += encoder.embed(pieces)
+        del audios, pieces
+        times["decode"] += t1 - t0
+        times["vad"] += t2 - t1
+        times["speaker"] += time.monotonic() - t2
     speech_s = [speech_seconds(r) for r in regions]
 
     t0 = time.monotonic()
-    has_speech = [i for i, s in enumerate(speech_s) if s >= min_file_speech_s]
+    has_speech = sorted(file_units)
     sims: dict[int, float] = {}
     minute_sims: dict[int, list[float]] = {}
     other_regions: dict[int, set[tuple[int, int]]] = {}
@@ -184,10 +219,6 @@ def check_data(
     group: list[int] = []
     group_share = 0.0
     if has_speech:
-        encoder = encoder or spk.get_speaker_encoder()
-        file_units = {i: units(regions[i]) for i in has_speech}
-        flat = [(i, u) for i in has_speech for u in file_units[i]]
-        unit_embs = encoder.embed([np.concatenate([audios[i][s:e] for s, e in u]) for i, u in flat])
         unit_w = [sum(e - s for s, e in u) for _, u in flat]
         of_file: dict[int, list[int]] = {}
         for j, (i, _) in enumerate(flat):
@@ -207,7 +238,8 @@ def check_data(
                 minute_sims.setdefault(i, []).append(sim_u)
                 if sim_u < spk.OTHER_SPEAKER and not keep_other_speakers:
                     other_regions.setdefault(i, set()).update(u)
-    times["speaker"] = round(time.monotonic() - t0, 3)
+    times["speaker"] += time.monotonic() - t0
+    times = {k: round(v, 3) for k, v in times.items()}
 
     checks: list[FileCheck] = []
     n_train = 0
@@ -228,7 +260,7 @@ def check_data(
             FileCheck(
                 index=i,
                 name=f.name,
-                duration_s=round(len(audios[i]) / SR, 3),
+                duration_s=round(n_samples[i] / SR, 3),
                 speech_s=round(speech_s[i], 3),
                 speech=tuple((round(s / SR, 3), round(e / SR, 3)) for s, e in kept_regions),
                 speaker_similarity=sim,
