@@ -61,7 +61,7 @@ def test_half_precision_segments_and_rerun_replaces_output(joe_1min, tmp_path):
     exp = ExperimentLayout(tmp_path / "exp")
     (exp.gt_wavs_dir).mkdir(parents=True)
     (exp.gt_wavs_dir / "9_9.wav").write_bytes(b"stale")
-    report = preprocess(files, exp, 32000, half=True, n_workers=1, trim_silence=True)
+    report = preprocess(files, exp, 32000, segment_s=3.0, n_workers=1, trim_silence=True)
     lengths = [i.frames for i in _segments(exp.gt_wavs_dir).values()]
     assert "9_9.wav" not in _segments(exp.gt_wavs_dir)
     assert report.segment_s == 3.0 and lengths.count(3 * 32000) >= 4 and max(lengths) <= 3.3 * 32000

@@ -168,6 +168,10 @@ class AudioEnhancer:
         self.chunk = int(chunk_s * MODEL_SR)
         self.overlap = int(overlap_s * MODEL_SR)
         self.model, self.standin = load_mossformer2(self.checkpoint_dir, self.device)
+        if self.device.startswith("cuda"):
+            from infer.lib.device import track_gpu_model
+
+            track_gpu_model(self.model)  # moved aside while training runs (one instance per process)
         self._args = Namespace(**_DECODE_ARGS)
 
     @property

@@ -593,6 +593,10 @@ def load_hubert(path: str | os.PathLike[str], device: str | torch.device = "cpu"
     dtype = torch.float16 if (half and device.type == "cuda") else torch.float32
     model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)
     model = model.to(device=device, dtype=dtype).prepare_inference()
+    if device.type == "cuda":
+        from infer.lib.device import track_gpu_model
+
+        track_gpu_model(model)  # moved aside while training runs (a long-lived worker keeps it)
     model.standin = standin
     model.source_path = path
     if standin is not None:

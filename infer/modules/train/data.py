@@ -76,6 +76,11 @@ class Batch:
 
         return Batch(*(mv(getattr(self, f)) for f in self.__dataclass_fields__))
 
+    def pin_memory(self) -> Batch:
+        """The batch in page-locked memory (DataLoader(pin_memory=True) calls this in its pinning thread),
+        so `to(cuda, non_blocking=True)` copies asynchronously."""
+        return Batch(*(None if (t := getattr(self, f)) is None else t.pin_memory() for f in self.__dataclass_fields__))
+
     @property
     def size(self) -> int:
         return int(self.phone.shape[0])

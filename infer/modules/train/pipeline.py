@@ -433,7 +433,12 @@ class TrainModules:
             raise CancelledError(f"cancelled before the {name} stage")
         _log.info("== stage %s ==", name)
         t0 = time.monotonic()
-        rep = fn()
+        try:
+            rep = fn()
+        finally:
+            from infer.lib.device import release_memory
+
+            release_memory()  # what the stage no longer needs leaves the GPU (a long-lived worker runs many jobs)
         secs = round(time.monotonic() - t0, 3)
         d = rep.to_dict() if hasattr(rep, "to_dict") else (rep if isinstance(rep, dict) else {})
         self.results.append(StageResult(name, secs, d))
@@ -491,7 +496,8 @@ class TrainModules:
             from infer.lib.weights import MOSSFORMER2
 
             enhancer = get_enhancer(self.weights[MOSSFORMER2], self.device)
-        half = self.device.startswith("cuda")
+        from infer.lib.device import pick_device, preprocess_segment_seconds
+
         speech = None
         if self.data_check is not None:
             from infer.modules.train.datacheck import train_speech
@@ -503,7 +509,7 @@ class TrainModules:
             list(files),
             self.exp,
             self.cfg.sr,
-            half=half,
+            segment_s=preprocess_segment_seconds(pick_device(self.o.device)),
             enhancer=enhancer,
             trim_silence=self.o.trim_silence,
             speech=speech,
@@ -597,7 +603,12 @@ class TrainModules:
             export_extras=extras,
             **self._train_overrides,
         )
-        rep = train(settings, cancel=self.cancel, log_file=str(self.exp.log_path))
+        from infer.lib.device import models_off_gpu
+
+        with models_off_gpu() as moved:  # HuBERT / MossFormer2 kept by a long-lived worker make room
+            if moved:
+                _log.info("%d shared model(s) moved to the CPU while training runs", moved)
+            rep = train(settings, cancel=self.cancel, log_file=str(self.exp.log_path))
         self._train_report = rep.to_dict()
         return rep
 

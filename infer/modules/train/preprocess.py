@@ -1,6 +1,6 @@
 """The preprocessing stage: user audio files -> training segments, and the dataset report.
 
-`preprocess(files, exp, sr, half=False, n_workers=None, enhancer=None, trim_silence=True) -> PreprocessReport`
+`preprocess(files, exp, sr, segment_s=3.7, n_workers=None, enhancer=None, trim_silence=True) -> PreprocessReport`
 
 1. every file is probed first (libsndfile for WAV/AIFF/FLAC, ffprobe for the rest); unreadable files
    stop the stage with one `UserInputError` listing them all (before any long work);
@@ -13,10 +13,11 @@
    resampled to `sr` (soxr HQ) -> optional leading/trailing silence trim -> 48 Hz 5th-order
    Butterworth high-pass (`scipy.signal.lfilter`) -> the slicer (-42 dB, 1500 ms minimum length,
    400 ms minimum interval, 15 ms hop, 500 ms maximum silence kept) -> segments of `per` seconds
-   (3.7 s, or 3.0 s when `half`) every `per - 0.3` s, the rest of a slice as a last shorter segment
-   -> a segment whose peak exceeds 2.5 is dropped -> with `speech` regions (the data check's Silero VAD,
-   `infer.modules.train.datacheck`), a segment less than `MIN_SEGMENT_SPEECH` (25%) speech is dropped,
-   so music, noise or silence never becomes a training segment -> loudness normalisation
+   (`segment_s`: 3.7 s, or the reference's 3.0 s for jobs on fp32-only GPUs and cards of <= 4 GB,
+   `infer.lib.device.preprocess_segment_seconds`) every `per - 0.3` s, the rest of a slice as a last
+   shorter segment -> a segment whose peak exceeds 2.5 is dropped -> with `speech` regions (the data
+   check's Silero VAD, `infer.modules.train.datacheck`), a segment less than `MIN_SEGMENT_SPEECH` (25%)
+   speech is dropped, so music, noise or silence never becomes a training segment -> loudness normalisation
    `y = x / peak * (0.9 * 0.75) + 0.25 * x` -> written as 16-bit PCM at `sr` to `exp.gt_wavs_dir` and
    resampled to 16 kHz (soxr HQ, as `librosa.resample`) to `exp.wavs16k_dir`, named `<file_idx>_<seg_idx>.wav`
    (file_idx = position in `files`, seg_idx counting from 0 per file as the reference does);
@@ -67,8 +68,8 @@ if TYPE_CHECKING:
 
 _log = get_logger("preprocess")
 
-SEGMENT_S = 3.7
-SEGMENT_S_HALF = 3.0
+SEGMENT_S = 3.7  # the reference's; 3.0 s (SEGMENT_S_SHORT) on fp32-only GPUs and cards of <= 4 GB
+SEGMENT_S_SHORT = 3.0
 OVERLAP_S = 0.3
 MAX_PEAK = 2.5  # segments louder than this are dropped (reference)
 NORM_MAX = 0.9
@@ -477,7 +478,7 @@ def preprocess(
     files: list[Path],
     exp: ExperimentLayout,
     sr: int,
-    half: bool = False,
+    segment_s: float = SEGMENT_S,
     n_workers: int | None = None,
     enhancer: AudioEnhancer | None = None,
     trim_silence: bool = True,
@@ -505,7 +506,9 @@ def preprocess(
     for d in (exp.gt_wavs_dir, exp.wavs16k_dir):  # a re-run must not mix old segments in
         for old in d.glob("*.wav"):
             old.unlink()
-    per = SEGMENT_S_HALF if half else SEGMENT_S
+    if not 1.0 <= segment_s <= 10.0:
+        raise ValueError(f"segment_s must be 1..10 seconds, got {segment_s}")
+    per = segment_s
     slicer = slicer or SlicerParams()
     n_workers = max(1, min(n_workers or os.cpu_count() or 1, len(files)))
     total_in = sum(i["duration_s"] for i in infos)

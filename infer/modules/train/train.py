@@ -6,12 +6,16 @@ stepped once per epoch (`lr_decay`), loss = adversarial + feature matching + `c_
 the pretrained G/D of the variant.
 
 On top of that:
-- precision from `infer.lib.device.training_precision` (bf16 autocast, fp16 + GradScaler, fp32 on CPU),
-  TF32 on Ampere and newer; a step whose loss or gradients are not finite is skipped and counted;
+- precision from `infer.lib.device.training_precision` (bf16 autocast on GPUs with native bf16, fp16 +
+  GradScaler on other tensor-core GPUs, fp32 on the CPU), TF32 on Ampere and newer; a step whose loss or
+  gradients are not finite is skipped and counted, except the GradScaler's own overflow steps while it
+  lowers its scale (counted apart, `scaler_overflows` in the epoch history);
 - DDP over several processes (NCCL on CUDA, gloo on CPU) spawned with torch.multiprocessing, or
   started by `torchrun` (reads RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT);
-- `batch_size="auto"` from free GPU memory; a CUDA out-of-memory halves the batch and retries the
-  epoch (single process), down to 1;
+- `batch_size="auto"` from free GPU memory (`AUTO_BATCH`), the minimum over the DDP ranks; a GPU
+  out-of-memory (`infer.lib.device.is_out_of_memory`) halves the batch and retries the epoch (single
+  process), down to 1, from a consistent state: gradients cleared, a fresh GradScaler with the last
+  scale, the step counters of the lost partial epoch taken back;
 - checkpoints `G_<step>.pth` / `D_<step>.pth` in the reference layout (`iteration` = completed epochs)
   every `save_every_epoch` epochs and at the end, atomic, only the latest kept, plus `train_state.json`
   (step, scheduler, scaler, history) so a resumed run continues exactly;
@@ -44,7 +48,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from infer.lib.config import RVCConfig, config_from_dict
-from infer.lib.device import Precision, enable_tf32, pick_device, training_precision
+from infer.lib.device import (
+    PRECISIONS,
+    Precision,
+    enable_tf32,
+    is_out_of_memory,
+    pick_device,
+    release_memory,
+    training_precision,
+)
 from infer.lib.errors import CancelledError, UserInputError
 from infer.lib.fileio import atomic_write_text
 from infer.lib.layout import ExperimentLayout
@@ -77,7 +89,7 @@ class TrainSettings:
 
     The network configuration is read from `exp.config_path` (the reference JSON layout).
     `batch_size`: per process, an int or "auto". `world_size`: processes (0 = one per visible GPU,
-    1 on CPU). `pretrained_g/d`: warm-start files; both None only with `from_scratch=True`.
+    1 on CPU). `precision`: "auto" (by device) or a forced "fp32" / "fp16" / "bf16". `pretrained_g/d`: warm-start files; both None only with `from_scratch=True`.
     `learning_rate`: overrides the config's. `holdout`: held-out segments (None = automatic).
     `memory_limit_mb`: datasets estimated below this are kept in memory, larger ones stream.
     `log_every`: steps between progress lines (None = the config's `log_interval`, at most one
@@ -107,8 +119,11 @@ class TrainSettings:
     speaker_id: int = 0
     export_extras: dict[str, Any] = field(default_factory=dict)
     discriminator_periods: tuple[int, ...] | None = None
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UserInputError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
         if self.epochs < 1:
             raise UserInputError(f"epochs must be >= 1, got {self.epochs}")
         if self.save_every_epoch < 1:
@@ -198,19 +213,66 @@ def _fmt_secs(s: float) -> str:
     return f"{h}h{m:02d}m{sec:02d}s" if h else f"{m}m{sec:02d}s"
 
 
-def auto_batch_size(cfg: RVCConfig, device: torch.device, precision: Precision, n_segments: int, world: int) -> int:
-    """A batch size from free GPU memory (4 on CPU), at most 32 and at most the segments per process.
+@dataclass(frozen=True)
+class AutoBatch:
+    """The memory model of `batch_size="auto"` (all its constants).
 
-    The estimate (about 1.2 GiB per item at 40k in half precision, 1.6x in fp32, 2.5 GiB fixed) errs
-    high; an out-of-memory still halves the batch and retries.
+    GPU memory of one training process = `fixed_bytes` (G, D, optimizer states, workspace) + batch x
+    `per_item_bytes` (activations of one segment, proportional to the slice length). Only `usable` of
+    the free memory is planned for. The figures (1.2 GiB a segment at 40k in half precision, 1.6x in
+    fp32, 2.5 GiB fixed) are NOT measured yet and err high: a GPU measurement once found about 0.5 GiB
+    a segment in fp32; `python -m bench.gpu_check` measures peak memory at batch 1/2/4/8 to set them.
+    An out-of-memory still halves the batch and retries.
     """
+
+    per_item_gib_half: float = 1.2  # at `ref_segment_size` samples
+    ref_segment_size: int = 12800  # the 40k slice
+    fp32_factor: float = 1.6
+    fixed_gib: float = 2.5
+    usable: float = 0.9
+    cpu_batch: int = 4
+    max_batch: int = 32
+
+    @property
+    def fixed_bytes(self) -> float:
+        return self.fixed_gib * GiB
+
+    def per_item_bytes(self, cfg: RVCConfig, half: bool) -> float:
+        scale = cfg.train.segment_size / self.ref_segment_size
+        return self.per_item_gib_half * GiB * scale * (1.0 if half else self.fp32_factor)
+
+
+AUTO_BATCH = AutoBatch()
+
+
+def auto_batch_size(cfg: RVCConfig, device: torch.device, precision: Precision, n_segments: int, world: int) -> int:
+    """This process's batch size from its free GPU memory (`AUTO_BATCH`; 4 on CPU), at most 32 and at
+    most the segments per process."""
+    a = AUTO_BATCH
     if device.type != "cuda":
-        bs = 4
+        bs = a.cpu_batch
     else:
         free, _total = torch.cuda.mem_get_info(device)
-        per_item = 1.2 * GiB * cfg.train.segment_size / 12800 * (1.6 if precision.autocast_dtype is None else 1.0)
-        bs = int((free * 0.9 - 2.5 * GiB) // per_item)
-    return max(1, min(bs, 32, max(1, n_segments // max(1, world))))
+        per_item = a.per_item_bytes(cfg, half=precision.autocast_dtype is not None)
+        bs = int((free * a.usable - a.fixed_bytes) // per_item)
+    return max(1, min(bs, a.max_batch, max(1, n_segments // max(1, world))))
+
+
+def choose_batch_size(
+    cfg: RVCConfig, requested: int | str, device: torch.device, precision: Precision, n_segments: int, world: int
+) -> int:
+    """The batch size per process: `requested`, or for "auto" the smallest `auto_batch_size` over the
+    ranks of the process group (ranks see different free memory: rank 0 also holds the parent's models,
+    and ranks with different batches take different numbers of steps, then block in a collective)."""
+    if requested != "auto":
+        return int(requested)
+    bs = auto_batch_size(cfg, device, precision, n_segments, world)
+    if world > 1 and dist.is_initialized():
+        on = device if dist.get_backend() == "nccl" else torch.device("cpu")
+        t = torch.tensor([bs], dtype=torch.long, device=on)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        bs = int(t.item())
+    return bs
 
 
 def _finite_grad_norm(params: list[torch.nn.Parameter]) -> float:
@@ -273,14 +335,12 @@ class _Trainer:
             self.cfg = dataclasses.replace(
                 self.cfg, train=dataclasses.replace(self.cfg.train, learning_rate=s.learning_rate)
             )
-        dev = pick_device(s.device)
-        if dev.type == "cuda" and world > 1:
-            dev = torch.device("cuda", local_rank)
+        dev = worker_device(s.device, world, local_rank)
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
             enable_tf32()
         self.device = dev
-        self.precision = training_precision(dev)
+        self.precision = training_precision(dev, s.precision)
         self.is_main = rank == 0
         self.standin = False
 
@@ -372,6 +432,7 @@ class _Trainer:
         self.best: tuple[int, float] | None = None
         self.best_model_path: str | None = None
         self.skipped = 0
+        self.scaler_overflows = 0
         self.initial_holdout: float | None = None
         state = None
         found = _latest_checkpoints(self.exp)
@@ -502,7 +563,8 @@ class _Trainer:
         self.scaler.scale(loss_d).backward()
         self.scaler.unscale_(self.optim_d)
         gn_d = _finite_grad_norm(list(self.net_d.parameters()))
-        ok_d = math.isfinite(gn_d) and math.isfinite(float(loss_d.detach()))
+        finite_d = math.isfinite(float(loss_d.detach()))
+        ok_d = math.isfinite(gn_d) and finite_d
         if ok_d:
             self.scaler.step(self.optim_d)
         # Generator
@@ -516,10 +578,18 @@ class _Trainer:
         self.scaler.scale(loss_g).backward()
         self.scaler.unscale_(self.optim_g)
         gn_g = _finite_grad_norm(list(self.net_g.parameters()))
-        ok_g = math.isfinite(gn_g) and math.isfinite(float(loss_g.detach()))
+        finite_g = math.isfinite(float(loss_g.detach()))
+        ok_g = math.isfinite(gn_g) and finite_g
         if ok_g:
             self.scaler.step(self.optim_g)
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else 0.0
         self.scaler.update()
+        if not (ok_d and ok_g) and finite_d and finite_g and scale >= 1.0:
+            # The GradScaler's overflow: finite losses, gradients too large for fp16 at this scale. It
+            # lowers the scale and skips the update itself; its first steps do this by design.
+            self.scaler_overflows += 1
+            _log.debug("step %d: GradScaler overflow at scale %.0f; update skipped, scale lowered", self.step, scale)
+            return None
         if not (ok_d and ok_g):
             self.skipped += 1
             if self.is_main:
@@ -637,12 +707,9 @@ class _Trainer:
         self.setup_data()
         self.setup_models()
         s = self.s
-        if s.batch_size == "auto":
-            bs = auto_batch_size(self.cfg, self.device, self.precision, len(self.train_entries), self.world)
-            if self.is_main:
-                _log.info("batch size: auto -> %d per process", bs)
-        else:
-            bs = int(s.batch_size)
+        bs = choose_batch_size(self.cfg, s.batch_size, self.device, self.precision, len(self.train_entries), self.world)
+        if s.batch_size == "auto" and self.is_main:
+            _log.info("batch size: auto -> %d per process", bs)
         writer = None
         if self.is_main:
             from torch.utils.tensorboard import SummaryWriter
@@ -676,22 +743,23 @@ class _Trainer:
         total_steps_left = max(0, epochs - self.start_epoch + 1) * steps_per_epoch
         for epoch in range(self.start_epoch, epochs + 1):
             while True:
+                at_start = (self.step, self.skipped, self.scaler_overflows)
                 try:
                     sums, n_ok, ep_secs = self._epoch(
                         epoch, bs, log_every, writer, run_t0, run_steps0, total_steps_left
                     )
                     break
-                except torch.cuda.OutOfMemoryError:
-                    pass  # handled outside the except block so the failed step's tensors are freed
+                except RuntimeError as e:  # torch.OutOfMemoryError, or cuDNN/cuBLAS allocation failures
+                    if not is_out_of_memory(e):
+                        raise
+                # handled outside the except block so the failed step's tensors are freed
                 if self.world > 1 or bs == 1:
                     raise UserInputError(
-                        f"CUDA out of memory at batch size {bs}"
+                        f"GPU out of memory at batch size {bs}"
                         + (" on several GPUs" if self.world > 1 else "")
                         + ": use a smaller batch_size, a GPU with more memory, or shorter segments"
                     )
-                self.optim_g.zero_grad(set_to_none=True)
-                self.optim_d.zero_grad(set_to_none=True)
-                torch.cuda.empty_cache()
+                self._recover_from_oom(*at_start)
                 bs //= 2
                 if not oom_logged:
                     _log.warning("CUDA out of memory: batch size halved to %d, epoch %d retried", bs, epoch)
@@ -707,6 +775,7 @@ class _Trainer:
                 "lr": self.optim_g.param_groups[0]["lr"],
                 "seconds": round(ep_secs, 3),
                 "batch_size": bs,
+                **({"scaler_overflows": self.scaler_overflows - at_start[2]} if self.scaler.is_enabled() else {}),
                 **{k: round(v, 6) for k, v in means.items()},
                 "holdout_mel": held,
             }
@@ -761,6 +830,20 @@ class _Trainer:
         if self.world > 1:
             dist.barrier()
         return report  # type: ignore[return-value]
+
+    def _recover_from_oom(self, step: int, skipped: int, scaler_overflows: int) -> None:
+        """Back to a consistent state after an out-of-memory inside an epoch: no gradients, a GradScaler
+        with the last scale and no optimizer mid-step (an OOM after `unscale_()` left it so), and the
+        counters of the epoch's start (the retried epoch counts its steps once). The weights keep the
+        updates of the steps done before the failure."""
+        self.optim_g.zero_grad(set_to_none=True)
+        self.optim_d.zero_grad(set_to_none=True)
+        if self.scaler.is_enabled():
+            fresh = torch.amp.GradScaler(self.device.type, enabled=True)
+            fresh.load_state_dict(self.scaler.state_dict())
+            self.scaler = fresh
+        self.step, self.skipped, self.scaler_overflows = step, skipped, scaler_overflows
+        release_memory()
 
     def _final_report(self, bs: int, final_epoch: int, t_start: float) -> TrainReport:
         s = self.s
@@ -880,15 +963,24 @@ def _free_port() -> int:
         return int(sk.getsockname()[1])
 
 
+def worker_device(requested: str | None, world: int, local_rank: int) -> torch.device:
+    """The device of one training process: `requested` (with its index), or GPU `local_rank` under DDP."""
+    dev = pick_device(requested)
+    if dev.type == "cuda" and world > 1:
+        dev = torch.device("cuda", local_rank)
+    return dev
+
+
 def _worker(local_rank: int, world: int, settings: TrainSettings, cancel: Any, port: int, log_file: str | None) -> None:
-    """Entry of a spawned DDP process (rank = local_rank on this machine)."""
+    """Entry of a spawned DDP process (rank = local_rank on this machine). The rendezvous is the
+    address and the free `port` this job picked (not one left in the environment by another job)."""
     from infer.lib.jobguard import die_with_parent
     from infer.lib.log import setup_logging
 
     die_with_parent()  # a SIGKILLed job leaves no orphaned worker training on: SIGTERM saves and stops
     setup_logging(log_file=log_file)
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(port))
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: cancel.set())
     if pick_device(settings.device).type == "cpu":
@@ -899,16 +991,21 @@ def _worker(local_rank: int, world: int, settings: TrainSettings, cancel: Any, p
 def run_worker(
     rank: int, world: int, local_rank: int, settings: TrainSettings, cancel: Any = None
 ) -> TrainReport | None:
-    """One training process. With `world` > 1 it joins the process group (env:// rendezvous)."""
-    dev = pick_device(settings.device)
+    """One training process. With `world` > 1 it joins the process group (env:// rendezvous), on a GPU
+    after `set_device` and bound to it (`device_id`). GPU memory is released when it ends."""
+    dev = worker_device(settings.device, world, local_rank)
     if world > 1:
-        backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, init_method="env://", world_size=world, rank=rank)
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+            dist.init_process_group(backend="nccl", init_method="env://", world_size=world, rank=rank, device_id=dev)
+        else:
+            dist.init_process_group(backend="gloo", init_method="env://", world_size=world, rank=rank)
     try:
         return _Trainer(settings, rank, world, local_rank, cancel).run()
     finally:
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+        release_memory()
 
 
 @contextlib.contextmanager
