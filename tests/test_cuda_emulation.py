@@ -187,17 +187,6 @@ def test_scaled_out_of_memory_after_unscale_retries_the_epoch(tmp_path: Path, mo
     assert rep.final_losses and all(torch.isfinite(torch.tensor(v)) for v in rep.final_losses.values())
 
 
-def test_cudnn_allocation_failure_is_retried_like_an_out_of_memory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from infer.modules.train.train import train
-
-    exp = tiny_experiment(tmp_path / "exp", n=2, seconds=1.0)
-    _oom_after_unscale(monkeypatch, 1, RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"))
-    rep = train(tiny_settings(exp, epochs=1, batch_size=2, device="cpu"))
-    assert rep.batch_size == 1 and rep.steps == 2
-
-
 def test_scaler_warm_up_is_not_counted_as_skipped_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The GradScaler starts high on purpose and lowers its scale on overflow: its normal warm-up, not
     # the non-finite losses the model card reports as skipped steps.
