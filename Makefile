@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REQS := requirements.txt requirements-cpu.txt requirements-dev.txt requirements-nodeps.txt tools/setup_env.sh
 
-.PHONY: setup test test-slow test-all lint format demo bench
+.PHONY: setup test test-slow test-all lint format demo bench gpu-check
 
 $(STAMP): $(REQS)
 	bash tools/setup_env.sh
@@ -33,3 +33,6 @@ demo: setup
 
 bench: setup
 	$(PY) -m bench.run
+
+gpu-check: setup
+	$(PY) -m bench.gpu_check
