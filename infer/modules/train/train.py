@@ -582,13 +582,20 @@ class _Trainer:
         ok_g = math.isfinite(gn_g) and finite_g
         if ok_g:
             self.scaler.step(self.optim_g)
-        scale = self.scaler.get_scale() if self.scaler.is_enabled() else 0.0
+        # The GradScaler's overflow: finite losses, gradients too large for fp16 at this scale. It lowers
+        # the scale and skips the update itself; its first steps do this by design (below a scale of 1
+        # it is no longer a warm-up and counts as a skipped step).
+        overflow = (
+            not (ok_d and ok_g)
+            and finite_d
+            and finite_g
+            and self.scaler.is_enabled()
+            and self.scaler.get_scale() >= 1.0
+        )
         self.scaler.update()
-        if not (ok_d and ok_g) and finite_d and finite_g and scale >= 1.0:
-            # The GradScaler's overflow: finite losses, gradients too large for fp16 at this scale. It
-            # lowers the scale and skips the update itself; its first steps do this by design.
+        if overflow:
             self.scaler_overflows += 1
-            _log.debug("step %d: GradScaler overflow at scale %.0f; update skipped, scale lowered", self.step, scale)
+            _log.debug("step %d: GradScaler overflow; update skipped, scale lowered", self.step)
             return None
         if not (ok_d and ok_g):
             self.skipped += 1
