@@ -789,6 +789,10 @@ class TrainModules:
                     raise err from e
                 _log.error("training job failed: %s", e, exc_info=not isinstance(e, UserInputError))
                 raise
+            finally:
+                from infer.lib.device import release_memory
+
+                release_memory()  # nothing of this job (the preview's models included) stays cached on the GPU
 
     def _run(self, files: list[Path], out: Path, until: str | None) -> PipelineResult:
         _log.info("training job %s: %s", self.o.experiment_name, json.dumps(self._options_for_card()))
