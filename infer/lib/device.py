@@ -110,7 +110,7 @@ def training_precision(device: torch.device, mode: str = "auto") -> Precision:
             major, minor = capability(device)
             raise UserInputError(
                 f"precision bf16 needs a GPU with native bf16 (compute capability 8.0 or newer); {device} has "
-                f"{major}.{minor}: use 'auto' (fp16 with a GradScaler there) or 'fp32'"
+                f"{major}.{minor}: use 'auto', 'fp16' or 'fp32'"
             )
         return bf16
     if device.type != "cuda" or fp32_only(device):
