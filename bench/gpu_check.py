@@ -3,6 +3,7 @@
     python -m bench.gpu_check                  # writes bench/results/gpu-<date>.json and prints a table
     python -m bench.gpu_check --quick          # fewer batch sizes, 40k only (a few minutes less)
     python -m bench.gpu_check --out FILE.json
+    python -m bench.gpu_check --audio DIR      # speech for the Predictor jobs (default ../shared/data/joe_1min)
 
 From a fresh checkout, with stand-in weights written into a temporary folder and no network, in
 under 10 minutes on one GPU. Two parts:
@@ -17,7 +18,9 @@ under 10 minutes on one GPU. Two parts:
   v2/40k and v2/48k training steps at batch 1, 2, 4, 8 with peak memory and the `AUTO_BATCH`
   constants they imply; a real out-of-memory under a capped memory fraction (the job survives);
   HuBERT, RMVPE and conversion in fp16 against fp32; `Predictor.setup()` then two tiny jobs back to
-  back (same auto batch both times, reserved memory back to its baseline).
+  back (same auto batch both times, reserved memory back to its baseline). The jobs' data check needs
+  30 s of real speech: `--audio DIR` ($RVC_SHARED_DIR/data/joe_1min or ../shared/data/joe_1min by
+  default); without it that check is reported as not run.
 
 Without a GPU it says so and exits 0 after the CPU part. With one, it exits 1 when a check fails.
 """
@@ -227,7 +230,14 @@ def _synthetic_batch(cfg: Any, bs: int, frames: int, device: Any) -> Any:
     return b.to(device)
 
 
-def gpu_part(work: Path, quick: bool) -> tuple[list[Row], dict[str, Any]]:
+def default_audio_dir() -> Path | None:
+    """The sample voice the demo uses: $RVC_SHARED_DIR/data/joe_1min or ../shared/data/joe_1min."""
+    repo = Path(__file__).resolve().parents[1]
+    d = Path(os.environ.get("RVC_SHARED_DIR", repo.parent / "shared")) / "data" / "joe_1min"
+    return d if d.is_dir() else None
+
+
+def gpu_part(work: Path, quick: bool, audio_dir: Path | None = None) -> tuple[list[Row], dict[str, Any]]:
     import torch
 
     from bench.gpu_fixtures import tiny_experiment, tiny_settings
@@ -374,6 +384,11 @@ def gpu_part(work: Path, quick: bool) -> tuple[list[Row], dict[str, Any]]:
         hp = write_standin_hubert(work / "w" / "hubert" / "hubert_base.pt", "base")
         rp = write_standin_rmvpe(work / "w" / "rmvpe" / "rmvpe.pt")
         audio = _speechlike(5.0, 16000)
+        first = sorted(audio_dir.glob("*.wav")) if audio_dir else []
+        if first:
+            from infer.lib.audio import load_audio
+
+            audio = load_audio(first[0], 16000)[: 5 * 16000].astype(np.float32)
         wav = torch.from_numpy(audio)[None]
         feats = {}
         for half in (False, True):
@@ -406,18 +421,17 @@ def gpu_part(work: Path, quick: bool) -> tuple[list[Row], dict[str, Any]]:
         devlib.release_memory()
         return rel_h < HUBERT_FP16_MAX_REL_ERR, figs
 
-    def predictor_two_jobs() -> tuple[bool, dict[str, Any]]:
-        import soundfile as sf
-
+    def predictor_two_jobs() -> tuple[bool | None, dict[str, Any]]:
         from tools.make_standin_weights import main as make_standins
 
+        speech = sorted(p for p in (audio_dir.glob("*") if audio_dir else []) if p.suffix.lower() in (".wav", ".flac"))
+        if not speech:
+            return None, {"skipped": "no speech for the jobs' data check: pass --audio DIR (30 s or more of one voice)"}
         wd = work / "weights"
         assert make_standins(["--out", str(wd), "--version", "v2", "--sample-rate", "40k", "--f0"]) == 0
         data = work / "dataset.zip"
         with zipfile.ZipFile(data, "w") as z:
-            for i in range(2):
-                p = work / f"voice{i}.wav"
-                sf.write(str(p), _speechlike(8.0, 40000, seed=i), 40000)
+            for p in speech:
                 z.write(p, p.name)
         env = {
             "RVC_WEIGHTS_DIR": str(wd),
@@ -507,6 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/gpu-<date>.json)")
     p.add_argument("--quick", action="store_true", help="batch 1, 2 and 40k only for the full-size steps")
+    p.add_argument("--audio", type=Path, default=None, help="speech for the Predictor jobs (default joe_1min)")
     p.add_argument("--cpu-only", action="store_true", help="only the CPU-emulated part (what the default suite runs)")
     args = p.parse_args(argv)
     import torch
@@ -520,7 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         facts: dict[str, Any] = {}
         has_gpu = torch.cuda.is_available()
         if has_gpu and not args.cpu_only:
-            gpu_rows, facts = gpu_part(work / "gpu", args.quick)
+            gpu_rows, facts = gpu_part(work / "gpu", args.quick, args.audio or default_audio_dir())
             rows += gpu_rows
         elif not has_gpu:
             print("no CUDA GPU on this machine: only the CPU-emulated part ran; the GPU part is UNMEASURED here")
