@@ -4,8 +4,15 @@
     python infer-web.py --host 0.0.0.0       # reachable from other machines (Docker does this)
 
 Train tab: upload recordings (audio files or zips) and/or paste URLs, choose the same options as the
-Cog/Replicate API, watch the log and the stage progress, download the zip. It runs the very same code
-as `predict.py` (`Predictor.train`), so results match the API's.
+Cog/Replicate API (the form is built from `infer.lib.options.TrainOptions`: same labels, choices and
+defaults), watch the log and the progress (`stage i/N`, `epoch e/E`, ETA), cancel, download the zip.
+The job runs through the very same runner as the API (`infer.modules.train.job.run_job`), so results
+match the API's.
+
+A job belongs to the server's worker (`TrainService`), not to the browser tab that started it:
+closing or reloading the tab leaves it running, and any tab opened later re-attaches to it (its log,
+status and result). One job runs at a time; Train while a job runs shows that job instead of starting
+a second one.
 
 Convert tab: a trained model (the zip from the Train tab, or a `.pth` from RVC WebUI / Applio, with
 its `.index` optionally), an input recording, the conversion options; the result plays in the page.
@@ -17,14 +24,14 @@ Works offline: no analytics, no update checks, no hub look-ups, system fonts onl
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
-import queue
-import re
 import shutil
 import tempfile
 import threading
 import time
+import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,76 +44,150 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 AUDIO_UPLOAD_TYPES = [".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac", ".opus", ".webm", ".mp4", ".mkv", ".zip"]
 LOG_LINES = 400
-PIPELINE_STAGE_RE = re.compile(r"== stage (\w+) ==$")
+POLL_S = 0.5
+CANCEL_GRACE_S = 3.0
+# keeps the log box on its newest line (gradio's autoscroll does not follow a read-only box)
+FOLLOW_LOG_JS = """
+() => {
+  const follow = () => {
+    const box = document.querySelector('#train-log textarea');
+    if (box && box.dataset.followed !== String(box.value.length)) {
+      box.scrollTop = box.scrollHeight;
+      box.dataset.followed = String(box.value.length);
+    }
+  };
+  setInterval(follow, 300);
+}
+"""
+
+# (log, status, result zip, model for the Convert tab, preview.wav)
+Outputs = tuple[str, str, str | None, str | None, str | None]
 
 
 # ------------------------------------------------------------------------------------------------
 # Train
 # ------------------------------------------------------------------------------------------------
-class _QueueHandler(logging.Handler):
-    """Collects the project's log records (formatted) for the page's live log."""
+def split_uploads(paths: list[str] | None) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+    """Uploaded files as (zips, audio files); both keep their uploaded names (gradio stores each upload
+    under its original name), so the log names them as the user does."""
+    zips: list[Path] = []
+    files: list[Path] = []
+    for p in paths or []:
+        if not p:
+            continue
+        path = Path(p)
+        (zips if zipfile.is_zipfile(path) else files).append(path)
+    return tuple(zips), tuple(files)
 
-    def __init__(self, q: queue.Queue[str]) -> None:
+
+def error_text(e: BaseException) -> str:
+    """A user error as the page shows it: the form field's label first, when the error names one."""
+    from infer.lib.options import label
+
+    fld = getattr(e, "field", None)
+    labels = {"wav_urls": URLS_LABEL, "dataset": FILES_LABEL, "files": FILES_LABEL, "resume_from": RESUME_LABEL}
+    name = labels.get(fld) or (label(fld) if fld else None)
+    return f"Error in “{name}”: {e}" if name else f"Error: {e}"
+
+
+FILES_LABEL = "Recordings (audio/video files or zips of them)"
+URLS_LABEL = "...and/or URLs, one per line (http, https, data:)"
+RESUME_LABEL = "Resume from (a zip this trainer returned with checkpoints)"
+
+
+class _JobLog(logging.Handler):
+    """The project's log lines, while a job runs, into that job's log (one job runs at a time), URLs
+    redacted as in every other log."""
+
+    def __init__(self, job: TrainJob) -> None:
         super().__init__(logging.INFO)
-        self.q = q
+        self.job = job
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
 
     def emit(self, record: logging.LogRecord) -> None:
+        from infer.lib.urls import redact_text
+
         try:
-            self.q.put_nowait(self.format(record))
+            self.job.add_line(redact_text(self.format(record)))  # no URL credentials or tokens on the page
         except Exception:  # noqa: BLE001 - logging must never break the job
             pass
 
 
-def uploads_to_dataset_zip(paths: list[str], work_dir: Path) -> Path | None:
-    """The uploaded files as one dataset zip: a single uploaded zip as is, otherwise everything
-    (audio files, and the members of uploaded zips) packed into `work_dir/uploads.zip`."""
-    paths = [p for p in paths or [] if p]
-    if not paths:
-        return None
-    if len(paths) == 1 and zipfile.is_zipfile(paths[0]):
-        return Path(paths[0])
-    out = work_dir / "uploads.zip"
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as zout:
-        for i, p in enumerate(paths):
-            src = Path(p)
-            if zipfile.is_zipfile(src):
-                # members keep their relative names under a per-upload folder; dataset_zip checks safety
-                with zipfile.ZipFile(src) as zin:
-                    for info in zin.infolist():
-                        if info.is_dir():
-                            continue
-                        with zin.open(info) as fin, zout.open(f"upload{i}/{info.filename}", "w") as fout:
-                            shutil.copyfileobj(fin, fout, 1 << 20)
-            else:
-                zout.write(src, f"upload{i}/{src.name}")
-    return out
+class TrainJob:
+    """One training job: run by the service's worker thread, watched by any number of tabs."""
+
+    def __init__(self, options: Any, inputs: Any, work_dir: Path) -> None:
+        self.id = uuid.uuid4().hex[:8]
+        self.options = options
+        self.inputs = inputs
+        self.work_dir = work_dir
+        self.cancel = threading.Event()
+        self.lines: list[str] = []
+        self.event: Any = None
+        self.state = "starting"  # starting, running, succeeded, failed, canceled
+        self.message = "Starting: loading the models (first job only)..."
+        self.result: str | None = None
+        self.preview: str | None = None
+        self.notice = ""  # shown before the status in every tab while the job runs
+        self.thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("starting", "running")
+
+    def add_line(self, line: str) -> None:
+        with self._lock:
+            self.lines.append(line)
+            del self.lines[: -LOG_LINES * 4]
+
+    def on_event(self, event: Any) -> None:
+        self.event = event
+        if self.state == "starting":
+            self.state = "running"
+
+    def status(self) -> str:
+        if self.state == "starting":
+            return self.message
+        if self.running:
+            what = self.event.status_line() if self.event is not None else "starting"
+            return self.notice + ("Cancelling... " if self.cancel.is_set() else "Training... ") + what
+        return self.message
+
+    def outputs(self) -> Outputs:
+        with self._lock:
+            log_text = "\n".join(self.lines[-LOG_LINES:])
+        done = self.state == "succeeded"
+        return log_text, self.status(), self.result if done else None, self.result if done else None, self.preview
 
 
 class TrainService:
-    """One Predictor for the process (set up on first use), one job at a time."""
+    """The process's training worker: the shared models (loaded on first use) and the current job."""
 
-    def __init__(self) -> None:
-        self._predictor: Any = None
+    def __init__(self, jobs_base: Path | None = None) -> None:
+        self._shared: Any = None
+        self._shared_lock = threading.Lock()
         self._lock = threading.Lock()
+        self.job: TrainJob | None = None
+        self.jobs_base = jobs_base
 
-    def predictor(self) -> Any:
-        if self._predictor is None:
-            from predict import Predictor
+    def shared(self) -> Any:
+        with self._shared_lock:
+            if self._shared is None:
+                from infer.modules.train.job import SharedModels
 
-            p = Predictor()
-            p.setup()
-            self._predictor = p
-        return self._predictor
+                self._shared = SharedModels.load()
+            return self._shared
 
-    def run(
+    # -- starting, cancelling and watching a job ---------------------------------------------------
+    def start(
         self,
         files: list[str] | None,
         urls_text: str,
         sample_rate: str,
         version: str,
         f0method: str,
-        epoch: float,
+        epochs: float,
         batch_size: str,
         enhance_audio: bool,
         trim_silence: bool,
@@ -114,100 +195,145 @@ class TrainService:
         save_every_epoch: float,
         include_checkpoints: bool,
         seed_text: str,
+        resume_from: str | None = None,
         keep_other_speakers: bool = False,
-    ) -> Iterator[tuple[str, str, str | None, str | None]]:
-        """Generator for gradio: yields (log, status, zip path, zip path for the Convert tab, preview.wav)."""
+    ) -> Iterator[Outputs]:
+        """Generator for gradio: start a job from the form (unless one runs: then show that one) and
+        follow it until it ends."""
         from infer.lib.errors import UserInputError
-        from predict import validate_request
+        from infer.lib.options import TrainOptions
+        from infer.modules.train.job import JobInputs, check_zip
 
-        lines: list[str] = []
-        q: queue.Queue[str] = queue.Queue()
-        handler = _QueueHandler(q)
-        state: dict[str, Any] = {"stage": "starting", "result": None, "error": None}
-
-        def drain() -> str:
-            while True:
+        with self._lock:
+            running = self.job if self.job is not None and self.job.running else None
+            if running is None:
                 try:
-                    line = q.get_nowait()
-                except queue.Empty:
-                    break
-                lines.append(line)
-                m = PIPELINE_STAGE_RE.search(line)
-                if m:
-                    state["stage"] = f"{state['stage'].split(' / ')[0]} / {m.group(1)}"
-            del lines[:-LOG_LINES]
-            return "\n".join(lines)
-
-        if not self._lock.acquire(blocking=False):
-            yield "", "Another training job is running; wait for it to finish.", None, None, None
-            return
-        rvc_logger = logging.getLogger("rvc")
-        rvc_logger.addHandler(handler)
-        tmp = Path(tempfile.mkdtemp(prefix="rvc-web-"))
-        try:
-            try:
-                seed = int(seed_text) if str(seed_text or "").strip() else None
-            except ValueError:
-                raise UserInputError(f"seed must be a whole number or empty, got {seed_text!r}") from None
-            dataset = uploads_to_dataset_zip(files or [], tmp)
-            urls = [u.strip() for u in (urls_text or "").splitlines() if u.strip()]
-            request = validate_request(
-                wav_urls=urls,
-                dataset=dataset,
-                sample_rate=sample_rate,
-                version=version,
-                f0method=f0method,
-                epoch=int(epoch),
-                batch_size=batch_size,
-                enhance_audio=enhance_audio,
-                trim_silence=trim_silence,
-                experiment_name=experiment_name,
-                save_every_epoch=int(save_every_epoch),
-                include_checkpoints=include_checkpoints,
-                seed=seed,
-                keep_other_speakers=keep_other_speakers,
-            )
-
-            def on_stage(i: int, n: int, name: str) -> None:
-                state["stage"] = f"stage {i}/{n}: {name}"
-
-            def work() -> None:
-                try:
-                    state["stage"] = "loading models (first job only)"
-                    predictor = self.predictor()
-                    archive = predictor.train(request, on_stage=on_stage)
-                    final = tmp / archive.name  # out of the job folder: the next job purges that
-                    shutil.copy2(archive, final)
-                    state["result"] = str(final)
-                except BaseException as e:  # noqa: BLE001 - reported on the page
-                    state["error"] = e
-
-            t = threading.Thread(target=work, name="rvc-train", daemon=True)
-            t.start()
-            while t.is_alive():
-                t.join(0.5)
-                yield drain(), f"Training... {state['stage']}", None, None, None
-            err = state["error"]
-            if err is None:
-                preview = preview_from_zip(Path(state["result"]), tmp)
-                done = f"Done: {Path(state['result']).name}"
-                summary = summary_from_zip(Path(state["result"]))
-                yield drain(), done + (f"\n{summary}" if summary else ""), state["result"], state["result"], preview
-            elif isinstance(err, UserInputError):
-                yield drain(), f"Error: {err}", None, None, None
+                    text = str(seed_text or "").strip()
+                    if text and not text.isdigit():
+                        raise UserInputError(f"seed must be a whole number or empty, got {seed_text!r}", field="seed")
+                    zips, audio = split_uploads(files)
+                    urls = tuple(u.strip() for u in (urls_text or "").splitlines() if u.strip())
+                    inputs = JobInputs(urls=urls, zips=zips, files=audio)
+                    options = TrainOptions(
+                        sample_rate=sample_rate,
+                        version=version,
+                        f0method=f0method,
+                        epochs=_whole(epochs, "epochs"),
+                        batch_size=str(batch_size),
+                        enhance_audio=bool(enhance_audio),
+                        trim_silence=bool(trim_silence),
+                        experiment_name=(experiment_name or "").strip(),
+                        save_every_epoch=_whole(save_every_epoch, "save_every_epoch"),
+                        resume_from=str(check_zip(resume_from, "resume_from")) if resume_from else None,
+                        include_checkpoints=bool(include_checkpoints),
+                        seed=int(text) if text else None,
+                        keep_other_speakers=bool(keep_other_speakers),
+                    )
+                except UserInputError as e:
+                    yield "", error_text(e), None, None, None
+                    return
+                job = TrainJob(options, inputs, Path(tempfile.mkdtemp(prefix="rvc-web-")))
+                self.job = job
+                job.thread = threading.Thread(target=self._work, args=(job,), name=f"rvc-train-{job.id}", daemon=True)
+                job.thread.start()
             else:
-                yield (
-                    drain(),
-                    f"Internal error ({type(err).__name__}: {err}); the log has the details.",
-                    None,
-                    None,
-                    None,
-                )
+                job = running
+                job.notice = "A training job is already running (one at a time); this is its progress. "
+                logging.getLogger("rvc.web").info("Train clicked while job %s runs: showing that job", job.id)
+        yield from self.watch(job)
+
+    def attach(self) -> Iterator[Outputs]:
+        """Generator for a page (re)load: follow the current (or last) job, if any."""
+        job = self.job
+        if job is None:
+            yield "", "", None, None, None
+            return
+        yield from self.watch(job)
+
+    def watch(self, job: TrainJob) -> Iterator[Outputs]:
+        while job.running:
+            yield job.outputs()
+            time.sleep(POLL_S)
+        yield job.outputs()
+
+    def cancel(self) -> str:
+        """Stop the running job as the API's cancel does: at once, child processes stopped, the
+        workspace cleaned up."""
+        job = self.job
+        if job is None or not job.running:
+            return "No training job is running."
+        job.cancel.set()  # the training loop stops at its next step
+        threading.Thread(target=_interrupt_later, args=(job,), daemon=True).start()
+        return "Cancelling..."
+
+    # -- the worker ----------------------------------------------------------------------------------
+    def _work(self, job: TrainJob) -> None:
+        from infer.lib.errors import CancelledError, UserInputError
+        from infer.modules.train.job import Workspace, run_job
+
+        handler = _JobLog(job)
+        rvc = logging.getLogger("rvc")
+        rvc.addHandler(handler)
+        try:
+            shared = self.shared()
+            if job.cancel.is_set():
+                raise CancelledError("cancelled before the job started")
+            job.state = "running"
+            workspace = Workspace.create(self.jobs_base)
+            result = run_job(
+                job.options, job.inputs, workspace, shared_models=shared, on_event=job.on_event, cancel=job.cancel
+            )
+            assert result.zip_path is not None
+            final = job.work_dir / result.zip_path.name  # out of the job folder: a later job purges that
+            shutil.copy2(result.zip_path, final)
+            workspace.release()
+            job.result = str(final)
+            job.preview = preview_from_zip(final, job.work_dir)
+            summary = summary_from_zip(final)
+            job.message = f"Done: {final.name}" + (f"\n{summary}" if summary else "")
+            job.state = "succeeded"
         except UserInputError as e:
-            yield drain(), f"Error: {e}", None, None, None
+            job.message = error_text(e)
+            job.state = "failed"
+        except (CancelledError, KeyboardInterrupt):
+            job.message = "Cancelled."
+            job.state = "canceled"
+        except BaseException as e:  # noqa: BLE001 - reported on the page
+            if job.cancel.is_set():
+                job.message = "Cancelled."
+                job.state = "canceled"
+            else:
+                logging.getLogger("rvc.web").exception("training job failed")
+                job.message = f"Internal error ({type(e).__name__}: {e}); the log has the details."
+                job.state = "failed"
         finally:
-            rvc_logger.removeHandler(handler)
-            self._lock.release()
+            rvc.removeHandler(handler)
+
+
+def _whole(value: Any, name: str) -> int:
+    from infer.lib.errors import UserInputError
+
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise UserInputError(f"{name} must be a whole number, got {value!r}", field=name) from None
+    if not f.is_integer():
+        raise UserInputError(f"{name} must be a whole number, got {value!r}", field=name)
+    return int(f)
+
+
+def _interrupt_later(job: TrainJob) -> None:
+    """When the cancel flag has not stopped the job within `CANCEL_GRACE_S` (a stage that checks it only
+    between steps), raise `CancelledError` in its thread, as cog raises its cancel exception in a
+    prediction's; the runner then stops child processes and cleans up."""
+    from infer.lib.errors import CancelledError
+
+    thread = job.thread
+    if thread is None:
+        return
+    thread.join(CANCEL_GRACE_S)
+    if thread.is_alive() and thread.ident is not None and job.running:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(CancelledError))
 
 
 def summary_from_zip(zip_path: Path) -> str:
@@ -353,11 +479,28 @@ class ConvertService:
 def build_ui() -> Any:
     import gradio as gr
 
-    from predict import F0_METHODS, MAX_EPOCHS, SAMPLE_RATES, VERSIONS
+    from infer.lib.options import DEFAULTS, F0_METHODS, OPTION_FIELDS, choices, label
 
     trainer = TrainService()
     converter = ConvertService()
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+
+    def number(name: str, elem_id: str | None = None) -> Any:
+        f = OPTION_FIELDS[name]
+        return gr.Number(
+            value=DEFAULTS[name],
+            minimum=f.metadata.get("ge"),
+            maximum=f.metadata.get("le"),
+            precision=0,
+            label=label(name),
+            elem_id=elem_id,
+        )
+
+    def dropdown(name: str, elem_id: str | None = None) -> Any:
+        return gr.Dropdown(list(choices(name)), value=DEFAULTS[name], label=label(name), elem_id=elem_id)
+
+    def checkbox(name: str, elem_id: str | None = None) -> Any:
+        return gr.Checkbox(value=DEFAULTS[name], label=label(name), elem_id=elem_id)
 
     with gr.Blocks(title="RVC voice trainer", analytics_enabled=False) as demo:
         demo.theme_for_launch = theme  # type: ignore[attr-defined]
@@ -368,41 +511,33 @@ def build_ui() -> Any:
             with gr.Row():
                 with gr.Column():
                     files = gr.File(
-                        label="Recordings (audio/video files or zips of them)",
-                        file_count="multiple",
-                        file_types=AUDIO_UPLOAD_TYPES,
-                        elem_id="train-files",
+                        label=FILES_LABEL, file_count="multiple", file_types=AUDIO_UPLOAD_TYPES, elem_id="train-files"
                     )
-                    urls = gr.Textbox(
-                        label="...and/or URLs, one per line (http, https, data:)", lines=3, elem_id="train-urls"
-                    )
+                    urls = gr.Textbox(label=URLS_LABEL, lines=3, elem_id="train-urls")
                     with gr.Row():
-                        sample_rate = gr.Dropdown(list(SAMPLE_RATES), value="48k", label="Sample rate")
-                        version = gr.Dropdown(list(VERSIONS), value="v2", label="Version")
-                        f0method = gr.Dropdown(
-                            list(F0_METHODS), value="rmvpe_gpu", label="Pitch method", elem_id="train-f0method"
-                        )
+                        sample_rate = dropdown("sample_rate", "train-sample-rate")
+                        version = dropdown("version", "train-version")
+                        f0method = dropdown("f0method", "train-f0method")
                     with gr.Row():
-                        epoch = gr.Number(
-                            value=10, minimum=1, maximum=MAX_EPOCHS, precision=0, label="Epochs", elem_id="train-epoch"
+                        epoch = number("epochs", "train-epoch")
+                        batch_size = gr.Textbox(
+                            value=DEFAULTS["batch_size"], label=label("batch_size"), elem_id="train-batch"
                         )
-                        batch_size = gr.Textbox(value="7", label="Batch size (number or 'auto')", elem_id="train-batch")
-                        save_every = gr.Number(
-                            value=50, minimum=1, maximum=MAX_EPOCHS, precision=0, label="Save every N epochs"
-                        )
+                        save_every = number("save_every_epoch", "train-save-every")
                     with gr.Row():
-                        enhance = gr.Checkbox(value=True, label="Enhance audio (denoise)", elem_id="train-enhance")
-                        trim = gr.Checkbox(value=True, label="Trim silence")
-                        include_ckpt = gr.Checkbox(value=False, label="Include checkpoints in the zip")
-                        keep_other = gr.Checkbox(
-                            value=False,
-                            label="Keep files of other speakers",
-                            elem_id="train-keep-other-speakers",
-                        )
+                        enhance = checkbox("enhance_audio", "train-enhance")
+                        trim = checkbox("trim_silence", "train-trim")
+                        include_ckpt = checkbox("include_checkpoints", "train-include-checkpoints")
+                        keep_other = checkbox("keep_other_speakers", "train-keep-other-speakers")
                     with gr.Row():
-                        name = gr.Textbox(value="rvc_model", label="Model name", elem_id="train-name")
-                        seed = gr.Textbox(value="", label="Seed (empty: random)")
-                    train_btn = gr.Button("Train", variant="primary", elem_id="train-button")
+                        name = gr.Textbox(
+                            value=DEFAULTS["experiment_name"], label=label("experiment_name"), elem_id="train-name"
+                        )
+                        seed = gr.Textbox(value="", label=label("seed") + " (empty: random)", elem_id="train-seed")
+                    resume = gr.File(label=RESUME_LABEL, file_types=[".zip"], elem_id="train-resume")
+                    with gr.Row():
+                        train_btn = gr.Button("Train", variant="primary", elem_id="train-button")
+                        cancel_btn = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
                 with gr.Column():
                     status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="train-status")
                     log_box = gr.Textbox(
@@ -454,8 +589,12 @@ def build_ui() -> Any:
                     convert_status = gr.Textbox(label="Status", interactive=False, elem_id="convert-status")
                     audio_out = gr.Audio(label="Result", type="filepath", interactive=False, elem_id="convert-output")
 
+        train_outputs = [log_box, status, result, model_file, preview_audio]
+        # a job outlives the tab that started it: these events only watch it, so they never queue
+        # behind each other (the service runs one job at a time by itself)
+        attached = demo.load(trainer.attach, outputs=train_outputs, concurrency_limit=None)
         train_btn.click(
-            trainer.run,
+            trainer.start,
             inputs=[
                 files,
                 urls,
@@ -470,11 +609,14 @@ def build_ui() -> Any:
                 save_every,
                 include_ckpt,
                 seed,
+                resume,
                 keep_other,
             ],
-            outputs=[log_box, status, result, model_file, preview_audio],
-            concurrency_limit=1,
+            outputs=train_outputs,
+            concurrency_limit=None,
+            cancels=[attached],  # this click's own stream takes over from the page-load one
         )
+        cancel_btn.click(trainer.cancel, outputs=[status], concurrency_limit=None)
         convert_btn.click(
             converter.run,
             inputs=[
@@ -513,6 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         inbrowser=False,
         footer_links=[],
         theme=demo.theme_for_launch,
+        js=FOLLOW_LOG_JS,
         max_file_size="4gb",
     )
     return 0

@@ -442,7 +442,8 @@ def gpu_part(work: Path, quick: bool, audio_dir: Path | None = None) -> tuple[li
         old = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
-            from predict import Predictor, validate_request
+            from infer.modules.train.job import Workspace, run_job
+            from predict import Predictor, request_from_inputs
 
             p = Predictor()
             p.setup()
@@ -450,11 +451,11 @@ def gpu_part(work: Path, quick: bool, audio_dir: Path | None = None) -> tuple[li
             base = torch.cuda.memory_reserved(dev)
             jobs = []
             for i in range(2):
-                req = validate_request(
+                options, inputs = request_from_inputs(
                     dataset=str(data), sample_rate="40k", f0method="rmvpe_gpu", epoch=1, batch_size="auto",
                     enhance_audio=False, experiment_name=f"job{i}", seed=1,
                 )  # fmt: skip
-                out = p.train(req)
+                out = run_job(options, inputs, Workspace.create(), shared_models=p.shared).zip_path  # as predict()
                 with zipfile.ZipFile(out) as z:
                     card = json.loads(z.read("model_card.json"))
                 torch.cuda.synchronize(dev)

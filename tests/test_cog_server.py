@@ -30,7 +30,7 @@ JOB = {
     "sample_rate": "40k",
     "version": "v2",
     "f0method": "pm",
-    "epoch": 1,
+    "epoch": 2,
     "batch_size": "16",  # one step per epoch: the full-size discriminator is slow on CPU
     "enhance_audio": False,
     "trim_silence": True,
@@ -59,6 +59,13 @@ def server(tmp_path_factory, joe_1min):
             "procs": len(descendants(pid)),
             "audio": audio,
         }
+
+
+def _zip_of_text() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("readme.txt", "no audio in here")
+    return buf.getvalue()
 
 
 def _post(base: str, body: dict, timeout: float = 600, **headers) -> requests.Response:
@@ -97,6 +104,8 @@ def test_invalid_input_is_rejected_with_422(server, bad):
         ({"wav_urls": ["http://127.0.0.1:9/x.wav"], "experiment_name": "../etc"}, "experiment_name"),
         # a file input (cog downloads data: and http URLs for `Path` inputs) that is not a zip
         ({"dataset": "data:application/zip;base64," + base64.b64encode(b"not a zip").decode()}, "must be a .zip"),
+        # the deprecated alias is used, not dropped: its (audio-less) zip is what fails
+        ({"dataset_zip": "data:application/zip;base64," + base64.b64encode(_zip_of_text()).decode()}, "no audio"),
     ],
 )
 def test_user_errors_fail_with_our_message(server, inputs, message):
@@ -136,15 +145,37 @@ def test_train_over_http_returns_a_loadable_model_and_index(server, tmp_path):
     index = faiss.read_index(str(tmp_path / index_names[0]))
     assert index.ntotal > 0 and index.d == 768
 
+    # one numbered stage list, the same in the log headers and the metrics; final progress at the end
+    from infer.modules.train.progress import job_stages
+
     logs = body["logs"]
-    for stage in ("collect audio", "fetch weights", "train", "package"):
-        assert f"] {stage}" in logs, stage
+    stages = job_stages(True)
+    n = len(stages)
+    assert n >= 8
+    for i, stage in enumerate(stages, 1):
+        assert f"[stage {i}/{n}] {stage}\n" in logs, stage
+        assert f"[stage {i}/{n}] {stage} done in " in logs, stage
+    assert "== stage" not in logs and f"/{n + 1}]" not in logs
+    assert body["metrics"]["progress"] == {
+        "stage": "package",
+        "stage_index": n,
+        "stage_count": n,
+        "epoch": JOB["epoch"],
+        "epochs": JOB["epoch"],
+        "eta_s": 0.0,
+    }, body["metrics"]
+    assert f"epoch {JOB['epoch']}/{JOB['epoch']}" in logs
+    assert "almost no voiced frames" not in logs  # the silent mute entry is not the user's audio
     assert "stand-in" in logs.lower()  # the loud warning reaches the prediction log
     assert "s of speech in" in logs and "preview speaker similarity" in logs
     # the job folder's large intermediates are gone; only the returned archive (and the job's lock) remain
     leftovers = [p for p in server["jobs"].rglob("*") if p.is_file() and p.name != ".lock"]
     assert all(p.suffix == ".zip" for p in leftovers), leftovers
     print(f"tiny training job over HTTP: {took:.1f}s")
+
+
+def _progress(event: dict) -> dict:
+    return (event.get("metrics") or {}).get("progress") or {}
 
 
 def test_async_prediction_cancelled_mid_training_ends_promptly(server):
@@ -155,10 +186,15 @@ def test_async_prediction_cancelled_mid_training_ends_promptly(server):
             "webhook": hook.url,
             "webhook_events_filter": ["start", "logs", "completed"],
         }
+        epochs = body["input"]["epoch"]
         r = _post(server["base"], body, timeout=30, Prefer="respond-async")
         assert r.status_code == 202, r.text
-        started = hook.wait_for(lambda e: "] train" in (e.get("logs") or ""), timeout=240)
+        # the epochs progress in the metrics while the job trains (webhooks carry them)
+        started = hook.wait_for(lambda e: _progress(e).get("epoch", 0) >= 1, timeout=240)
         assert started is not None, hook.events[-1:] if hook.events else "no webhook events"
+        p = _progress(started)
+        assert p["stage"] == "train" and p["epochs"] == epochs
+        assert p["stage_index"] == p["stage_count"] - 2 and p["eta_s"] > 0
         time.sleep(3)  # well inside the epochs
         t0 = time.monotonic()
         c = requests.post(f"{server['base']}/predictions/cancel-me/cancel", timeout=10)

@@ -21,14 +21,16 @@ from tests.http_server import LocalHTTPServer
 
 
 def test_purge_spares_job_folders_locked_by_a_live_process(tmp_path: Path) -> None:
-    from predict import FileManager
+    from infer.modules.train.job import Workspace
 
-    a, b = FileManager(tmp_path), FileManager(tmp_path)
-    job_a = a.start()
-    job_b = b.start()  # another process (or Predictor) starting a job must not delete a's running job
+    a = Workspace.create(tmp_path)
+    b = Workspace.create(tmp_path)  # another process (or job) starting must not delete a's running job
+    job_a, job_b = a.root, b.root
     assert job_a.is_dir() and job_b.is_dir() and is_locked(job_a)
     b.finish(success=True)
-    a.start()  # a's next job: b's finished folder is still held until b starts its next job
+    a.finish(success=True)
+    a.release()  # a's archive handed over; b's finished folder is still held until b releases it
+    Workspace.create(tmp_path)
     assert job_b.is_dir() and not job_a.exists()
 
 
@@ -63,20 +65,19 @@ def test_a_new_folder_without_its_lock_yet_is_not_purged(tmp_path: Path) -> None
 def test_extraction_cache_is_per_job_unless_rvc_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
 
-    from predict import FileManager, _job_cache
+    from infer.modules.train.job import Workspace
 
     monkeypatch.delenv("RVC_CACHE_DIR", raising=False)
-    fm = FileManager(tmp_path / "jobs")
-    job = fm.start()
-    cache = _job_cache(fm)
+    ws = Workspace.create(tmp_path / "jobs")
+    job = ws.root
+    cache = ws.cache()
     assert cache.root == job / "cache"
     cache.put("ab" + "0" * 62, np.zeros(4))
-    fm.finish(success=True)
+    ws.finish(success=True)
     assert not (job / "cache").exists()  # features of the user's audio go with the job
     monkeypatch.setenv("RVC_CACHE_DIR", str(tmp_path / "shared"))
     monkeypatch.setenv("RVC_CACHE_MAX_GB", "1")
-    fm.start()
-    cache = _job_cache(fm)
+    cache = Workspace.create(tmp_path / "jobs").cache()
     assert cache.root == tmp_path / "shared" and cache.max_bytes == 1 << 30
 
 
@@ -129,16 +130,13 @@ def test_a_full_disk_while_saving_a_checkpoint_is_a_clear_error(small_disk: Path
 
 _SIGTERM_JOB = textwrap.dedent(
     """
-    import sys, types
+    import os, sys
     from pathlib import Path
-    from infer.lib.weights import WeightsSettings
-    from predict import FileManager, Predictor, validate_request
-    p = Predictor()
-    p.device = types.SimpleNamespace(type="cpu")  # (no torch import: the job stops before it is needed)
-    p.files = FileManager(Path(sys.argv[2]))
-    p.shared = {}
-    p.weights_settings = WeightsSettings(weights_dir=Path(sys.argv[2]) / "no-weights", offline=True)
-    p.train(validate_request(wav_urls=[sys.argv[1]], f0method="pm", enhance_audio=False))
+    os.environ.update(RVC_WEIGHTS_DIR=str(Path(sys.argv[2]) / "no-weights"), RVC_OFFLINE="1")
+    from infer.modules.train.job import Workspace, run_job
+    from predict import request_from_inputs
+    options, inputs = request_from_inputs(wav_urls=[sys.argv[1]], f0method="pm", enhance_audio=False)
+    run_job(options, inputs, Workspace.create(Path(sys.argv[2])))
     """
 )
 

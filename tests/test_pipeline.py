@@ -36,7 +36,17 @@ def trained(tmp_path_factory: pytest.TempPathFactory, joe_1min: Path, other_audi
 
 def test_stages_ran_in_order_with_timings(trained: dict[str, Any]) -> None:
     names = [s.name for s in trained["res"].stages]
-    assert names == ["check", "weights", "preprocess", "features", "f0", "filelist", "train", "index", "zip"]
+    assert names == [
+        "check audio",
+        "check speech",
+        "weights",
+        "preprocess",
+        "features",
+        "pitch",
+        "train",
+        "index",
+        "package",
+    ]
     assert all(s.seconds >= 0 for s in trained["res"].stages)
     exp = trained["tm"].exp
     assert json.loads((exp.reports_dir / "train.json").read_text())["epochs"] == 2
@@ -75,7 +85,15 @@ def test_zip_contents(trained: dict[str, Any]) -> None:
         *("anna.wav", "noise.wav", "music.wav"),
     ]
     assert card["dataset"]["kept_s"] > 50
-    assert set(card["durations_s"]) >= {"check", "preprocess", "features", "f0", "train", "index"}
+    assert set(card["durations_s"]) >= {
+        "check audio",
+        "check speech",
+        "preprocess",
+        "features",
+        "pitch",
+        "train",
+        "index",
+    }
     assert card["standin_weights"] is True and "hubert/hubert_base.pt" in card["standin_weight_names"]
     assert card["versions"]["torch"] == torch.__version__
     assert card["model"]["version"] == "v2" and card["model"]["sample_rate"] == "40k"

@@ -25,6 +25,9 @@ ISSUE_INPUTS = [
     "include_checkpoints",
     "seed",
     "keep_other_speakers",
+    # deprecated aliases (of dataset and epoch), last
+    "dataset_zip",
+    "epochs",
 ]
 
 
@@ -47,10 +50,12 @@ def test_schema_inputs_match_the_documented_api():
     assert comps["f0method"]["enum"] == ["pm", "dio", "harvest", "crepe", "fcpe", "rmvpe", "rmvpe_gpu"]
     # optional inputs are nullable and not required (cog marks default=None inputs required otherwise)
     assert "required" not in comps["Input"]
-    for name in ("wav_urls", "dataset", "resume_from", "seed"):
+    for name in ("wav_urls", "dataset", "resume_from", "seed", "dataset_zip", "epochs"):
         assert props[name].get("nullable") is True, name
     assert props["wav_urls"]["type"] == "array" and props["wav_urls"]["items"] == {"type": "string"}
     assert props["dataset"]["format"] == "uri" and props["resume_from"]["format"] == "uri"
+    assert [n for n, p in props.items() if p.get("deprecated")] == ["dataset_zip", "epochs"]
+    assert all(props[n]["x-cog-accept"] == ".zip" for n in ("dataset", "resume_from", "dataset_zip"))
     assert props["epoch"]["minimum"] == 1 and props["epoch"]["maximum"] == 1000
     assert props["enhance_audio"]["default"] is True and props["trim_silence"]["default"] is True
     for name, prop in props.items():

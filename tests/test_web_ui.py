@@ -42,17 +42,28 @@ def _load_web_module():
     return mod
 
 
-def test_uploads_become_one_dataset_zip(tmp_path, joe_1min):
+def test_uploads_keep_their_names(tmp_path, joe_1min):
     web = _load_web_module()
-    wavs = sorted(joe_1min.glob("*.wav"))[:2]
+    wav = sorted(joe_1min.glob("*.wav"))[0]
     inner = tmp_path / "more.zip"
     with zipfile.ZipFile(inner, "w") as zf:
-        zf.write(wavs[1], "nested/dir/b.wav")
-    assert web.uploads_to_dataset_zip([str(inner)], tmp_path) == inner  # a single zip is used as is
-    out = web.uploads_to_dataset_zip([str(wavs[0]), str(inner)], tmp_path)
-    with zipfile.ZipFile(out) as zf:
-        assert sorted(zf.namelist()) == [f"upload0/{wavs[0].name}", "upload1/nested/dir/b.wav"]
-    assert web.uploads_to_dataset_zip([], tmp_path) is None
+        zf.write(wav, "nested/dir/b.wav")
+    zips, files = web.split_uploads([str(wav), str(inner), ""])
+    assert zips == (inner,) and files == (wav,)  # used in place: the log names them as uploaded
+    assert web.split_uploads(None) == ((), ())
+
+
+def test_errors_name_the_form_field_by_its_label():
+    web = _load_web_module()
+    from infer.lib.options import TrainOptions
+
+    with pytest.raises(UserInputError) as err:
+        TrainOptions(epochs=0)
+    assert web.error_text(err.value).startswith("Error in “Epochs”: ")
+    assert web.error_text(UserInputError("no training audio", field="dataset")).startswith(
+        f"Error in “{web.FILES_LABEL}”"
+    )
+    assert web.error_text(UserInputError("plain")) == "Error: plain"
 
 
 def test_model_from_upload_picks_the_final_model_and_index(tmp_path):
@@ -106,7 +117,7 @@ def web_ui(tmp_path_factory):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"web UI did not come up:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield {"url": url, "log": log_path}
+        yield {"url": url, "log": log_path, "jobs": jobs}
     finally:
         stop_process(proc)
 
@@ -151,7 +162,7 @@ def test_train_download_and_convert_in_the_browser(web_ui, joe_1min, tmp_path):
             )
             assert "Preview speaker similarity" in status.input_value(), status.input_value()
             log_text = page.locator("#train-log textarea").input_value()
-            assert "[stage 4/5] train" in log_text
+            assert "[stage 8/10] train" in log_text and "== stage" not in log_text
             with page.expect_download(timeout=60_000) as dl_info:
                 page.locator("#train-result a").first.click()
             zip_path = tmp_path / "downloaded.zip"
@@ -176,6 +187,87 @@ def test_train_download_and_convert_in_the_browser(web_ui, joe_1min, tmp_path):
                 time.sleep(0.25)
             srcs = [a.get_attribute("src") for a in audio.all()]
             assert any(srcs), srcs
+        finally:
+            ctx.close()
+    shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def _fill_job(page, wavs: list[str], name: str, epochs: int) -> None:
+    from playwright.sync_api import expect
+
+    page.locator("#train-files input[type=file]").set_input_files(wavs)
+    for w in wavs:
+        expect(page.locator("#train-files")).to_contain_text(Path(w).stem, timeout=30_000)
+    _pick(page, "train-f0method", "pm")
+    page.locator("#train-epoch input").fill(str(epochs))
+    page.locator("#train-save-every input").fill("1000")
+    page.locator("#train-batch input, #train-batch textarea").first.fill("8")
+    page.locator("#train-enhance input").uncheck()
+    page.locator("#train-name input, #train-name textarea").first.fill(name)
+
+
+def _job_folders(web_ui) -> list[str]:
+    return sorted(p.name for p in Path(web_ui["jobs"]).glob("job-*") if (p / "exp").exists())
+
+
+@pytest.mark.browser
+def test_a_job_outlives_its_tab_and_can_be_cancelled(web_ui, joe_1min, tmp_path):
+    """Tab 1 starts a job and closes; tab 2 re-attaches to it (log, status, result), its Train click
+    starts no second job while the first runs; a later job is cancelled with the Cancel button."""
+    from playwright.sync_api import expect, sync_playwright
+
+    wav = [str(joe_1min / f"joe_00{i}.wav") for i in (1, 2, 3)]  # 40 s of speech: the data check's minimum
+    with sync_playwright() as pw:
+        ctx = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            tab1 = ctx.new_page()
+            tab1.goto(web_ui["url"], wait_until="domcontentloaded")
+            _fill_job(tab1, wav, "tabjoe", epochs=2)
+            tab1.locator("#train-button").click()
+            expect(tab1.locator("#train-status textarea")).to_have_value(re.compile(r"stage \d+/\d+"), timeout=120_000)
+            tab1.close()  # the job goes on without its tab
+
+            tab2 = ctx.new_page()
+            tab2.goto(web_ui["url"], wait_until="domcontentloaded")
+            status = tab2.locator("#train-status textarea")
+            log = tab2.locator("#train-log textarea")
+            expect(status).to_have_value(re.compile(r"^Training\.\.\. stage \d+/10 "), timeout=60_000)
+            expect(log).to_have_value(re.compile(re.escape("[stage 1/10] collect audio")), timeout=30_000)
+            expect(log).to_have_value(re.compile("joe_001.wav"), timeout=60_000)  # the upload keeps its name
+            running = _job_folders(web_ui)
+            assert len(running) == 1
+            # Train in the second tab while the job runs: shown that job, no second one started
+            _fill_job(tab2, wav, "otherjoe", epochs=2)
+            tab2.locator("#train-button").click()
+            expect(status).to_have_value(re.compile("already running"), timeout=30_000)
+            assert _job_folders(web_ui) == running
+            expect(status).to_have_value(re.compile(r"epoch 1/2 · ETA \d+:\d\d"), timeout=600_000)
+            expect(status).to_have_value(re.compile(r"^(Done|Error|Internal|Cancel)"), timeout=600_000)
+            assert status.input_value().startswith("Done: tabjoe.zip"), (
+                status.input_value(),
+                log.input_value()[-3000:],
+            )
+            expect(tab2.locator("#train-result")).to_contain_text("tabjoe", timeout=30_000)
+            assert "[stage 10/10] package done in" in log.input_value()
+            # the log box follows its newest line
+            at_end = "(t) => t.scrollHeight - t.scrollTop - t.clientHeight < 4 && t.scrollHeight > t.clientHeight"
+            deadline = time.monotonic() + 10
+            while not log.evaluate(at_end) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert log.evaluate(at_end)
+
+            # a new job from this tab, cancelled while it runs (features or later)
+            _fill_job(tab2, wav, "canceljoe", epochs=1000)
+            tab2.locator("#train-button").click()
+            expect(status).to_have_value(re.compile(r"stage [6-8]/10"), timeout=300_000)
+            t0 = time.monotonic()
+            tab2.locator("#train-cancel").click()
+            expect(status).to_have_value("Cancelled.", timeout=60_000)
+            assert time.monotonic() - t0 < 30
+            assert _job_folders(web_ui) == []  # the cancelled job's workspace is gone
+            assert "job cancelled" in log.input_value()
         finally:
             ctx.close()
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)

@@ -53,6 +53,7 @@ def tiny_options(**kw: Any) -> Any:
         device="cpu",
         learning_rate=1e-3,
         holdout=2,
+        seed=1234,
     )
     base.update(kw)
     return TrainOptions(**base)

@@ -7,8 +7,8 @@
 2. Weights: the real ones when present in the weights folder (`RVC_WEIGHTS_DIR`, default `assets/`);
    otherwise stand-in weights are written to `<out>/standin-weights` and used - and the demo says so,
    loudly: a model trained from them is not a usable voice, it only shows the pipeline working.
-3. The Predictor runs exactly as under Cog (`Predictor.setup()` then the job) with RVC_OFFLINE=1,
-   and returns the model zip.
+3. The job runs as under Cog (the shared models loaded once as `Predictor.setup()` does, then the
+   job runner `run_job` that the Predictor calls) with RVC_OFFLINE=1, and returns the model zip.
 4. A sample of the voice is converted with the trained model and its index (`infer.modules.vc.VC`).
 5. The paths of the zip and of the converted preview are printed.
 """
@@ -81,9 +81,10 @@ def generate_voice_like_audio(folder: Path, seconds: float = 40.0, sr: int = 320
 
 def prepare_weights(out: Path, version: str, sample_rate: str, enhance: bool) -> bool:
     """Use the real weights if present, else write stand-ins; set RVC_WEIGHTS_DIR. True = stand-ins."""
-    from infer.lib.weights import WeightDownloader, WeightsSettings, base_weights, required_weights
+    from infer.lib.weights import HUBERT, RMVPE, WeightDownloader, WeightsSettings, required_weights
 
-    needed = list(dict.fromkeys(base_weights() + required_weights(version, sample_rate, True, "rmvpe", enhance)))
+    # setup() needs HuBERT and RMVPE; the default variant's pair it fetches only when it can
+    needed = list(dict.fromkeys([HUBERT, RMVPE] + required_weights(version, sample_rate, True, "rmvpe", enhance)))
     settings = WeightsSettings.from_env(offline=True)
     if not WeightDownloader(settings).missing(needed):
         print(f"demo: using the real weights in {settings.weights_dir}", flush=True)
@@ -109,11 +110,15 @@ def prepare_weights(out: Path, version: str, sample_rate: str, enhance: bool) ->
 
 
 def main(argv: list[str] | None = None) -> int:
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from infer.lib.options import SAMPLE_RATES
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "demo", help="where everything goes")
     ap.add_argument("--audio", type=Path, default=None, help="a folder of recordings (default: the sample voice)")
     ap.add_argument("--epochs", type=int, default=None, help="default: 1 on CPU, 20 on a GPU")
-    ap.add_argument("--sample-rate", default="40k", choices=["32k", "40k", "48k"])
+    ap.add_argument("--sample-rate", default="40k", choices=SAMPLE_RATES)
     ap.add_argument("--f0method", default=None, help="default: rmvpe_gpu on a GPU, pm on CPU (fast)")
     ap.add_argument("--enhance", action="store_true", help="denoise with MossFormer2 first (slow on CPU)")
     args = ap.parse_args(argv)
@@ -121,7 +126,6 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["RVC_OFFLINE"] = "1"  # the demo never touches the network
     os.environ.setdefault("RVC_JOBS_DIR", str(args.out / "jobs"))
     os.environ.setdefault("RVC_CACHE_DIR", str(args.out / "cache"))
-    sys.path.insert(0, str(REPO_ROOT))
     from infer.lib.log import setup_logging
 
     setup_logging()
@@ -141,16 +145,15 @@ def main(argv: list[str] | None = None) -> int:
             zf.write(f, f"voice/{f.name}")
     standin = prepare_weights(args.out, "v2", args.sample_rate, args.enhance)
 
-    from predict import Predictor, validate_request
+    from infer.lib.options import TrainOptions
+    from infer.modules.train.job import JobInputs, SharedModels, Workspace, run_job
 
-    predictor = Predictor()
-    predictor.setup()
-    request = validate_request(
-        dataset=dataset,
+    shared = SharedModels.load()
+    options = TrainOptions(
         sample_rate=args.sample_rate,
         version="v2",
         f0method=f0method,
-        epoch=epochs,
+        epochs=epochs,
         batch_size="auto" if gpu else "4",
         enhance_audio=args.enhance,
         trim_silence=True,
@@ -158,9 +161,12 @@ def main(argv: list[str] | None = None) -> int:
         save_every_epoch=max(1, epochs),
         seed=1234,
     )
-    archive = predictor.train(request)
-    zip_path = args.out / archive.name
-    shutil.copy2(archive, zip_path)
+    workspace = Workspace.create()
+    result = run_job(options, JobInputs(zips=(dataset,)), workspace, shared_models=shared)
+    assert result.zip_path is not None
+    zip_path = args.out / result.zip_path.name
+    shutil.copy2(result.zip_path, zip_path)
+    workspace.release()
 
     # convert a sample with the trained model and its index
     from infer.lib.weights import HUBERT, RMVPE, WeightDownloader

@@ -47,7 +47,26 @@ def _default_json(value: Any) -> Any:
     return value
 
 
-def _input_schema(info: Any) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+def _accepts(module: str, name: str) -> dict[str, str]:
+    """`Input(accept=...)` of each input: cog's inspector drops it, its Go generator writes it as
+    `x-cog-accept` (the HTML accept attribute's format, e.g. ".zip"), so it is read from the signature."""
+    import importlib
+    import inspect
+
+    from cog.input import FieldInfo
+
+    predictor = getattr(importlib.import_module(module), name)
+    fn = getattr(predictor, "run", None) if "run" in vars(predictor) else predictor.predict
+    out = {}
+    for pname, param in inspect.signature(fn).parameters.items():
+        if isinstance(param.default, FieldInfo) and param.default.accept:
+            out[pname] = param.default.accept
+    return out
+
+
+def _input_schema(
+    info: Any, accepts: dict[str, str] | None = None
+) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
     from cog import _adt as adt
 
     properties: dict[str, Any] = {}
@@ -89,6 +108,8 @@ def _input_schema(info: Any) -> tuple[dict[str, Any], list[tuple[str, dict[str, 
             prop["pattern"] = field.regex
         if field.deprecated:
             prop["deprecated"] = True
+        if accepts and name in accepts:
+            prop["x-cog-accept"] = accepts[name]
         properties[name] = dict(sorted(prop.items()))
     schema: dict[str, Any] = {"title": "Input", "type": "object", "properties": properties}
     if required:
@@ -113,7 +134,7 @@ def build_schema(module: str = "predict", name: str = "Predictor") -> dict[str, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # BasePredictor/predict(): the seed's API, kept
         info = _inspector.create_predictor(module, name)
-    input_schema, enums = _input_schema(info)
+    input_schema, enums = _input_schema(info, _accepts(module, name))
     output_schema = info.output.json_type()
 
     components: dict[str, Any] = {"Input": input_schema, "Output": output_schema}

@@ -268,3 +268,33 @@ def _load_sndfile(path: Path, sr: int) -> np.ndarray:
     if audio.size == 0:
         raise AudioDecodeError(f"{path.name}: no audio could be decoded (the file is truncated or empty)")
     return np.ascontiguousarray(audio)
+
+
+def decode_check(path: str | os.PathLike[str], seconds: float = 2.0) -> None:
+    """Decode the first `seconds` of `path`'s audio (a cheap check before any long work); raise
+    `AudioDecodeError` naming the file and the reason when nothing can be decoded."""
+    path = Path(path)
+    obvious = describe_bad_file(path)
+    if obvious:
+        raise AudioDecodeError(f"{path.name}: {obvious}")
+    info = _sndfile_info(path)
+    if info is not None:
+        import soundfile as sf
+
+        try:
+            audio, _ = sf.read(str(path), frames=max(1, int(seconds * info.samplerate)), dtype="float32")
+        except Exception as e:  # noqa: BLE001 - a damaged body after a valid header
+            raise AudioDecodeError(f"{path.name}: the audio could not be decoded ({e})") from e
+        n = len(audio)
+    else:
+        cmd = [
+            _require(FFMPEG), "-nostdin", "-hide_banner", "-loglevel", "error", "-t", str(seconds), "-i", str(path),
+            "-map", "0:a:0", "-vn", "-sn", "-dn", "-f", "f32le", "-acodec", "pcm_f32le", "-ac", "1", "-ar", "16000", "-",
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            reason = _last_lines(proc.stderr.decode("utf-8", "replace"), path=path)
+            raise AudioDecodeError(f"{path.name}: ffmpeg could not decode the audio ({reason})")
+        n = len(proc.stdout) // 4
+    if n == 0:
+        raise AudioDecodeError(f"{path.name}: no audio could be decoded (the file is truncated or empty)")

@@ -13,7 +13,15 @@ class RVCError(Exception):
 
 
 class UserInputError(RVCError):
-    """Bad input from the user: the message says what is wrong and how to fix it."""
+    """Bad input from the user: the message says what is wrong and how to fix it.
+
+    `field`: the option or input at fault (e.g. "epochs", "dataset"), when one is; front ends show its
+    label (the web UI names the form field).
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ConfigError(UserInputError):

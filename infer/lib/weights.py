@@ -254,8 +254,11 @@ def required_weights(version: str, sample_rate: str, use_f0: bool, f0method: str
 
 
 def base_weights() -> list[str]:
-    """What `predict.py`'s setup() needs before any job: HuBERT, RMVPE and the default pair (v2 40k f0)."""
-    return [HUBERT, RMVPE, *pretrained_names("v2", "40k", True)]
+    """What `predict.py`'s setup() fetches before any job: HuBERT, RMVPE and the pretrained pair of the
+    default variant (`infer.lib.options.DEFAULTS`: v2 48k with pitch)."""
+    from infer.lib.options import DEFAULTS
+
+    return [HUBERT, RMVPE, *pretrained_names(DEFAULTS["version"], DEFAULTS["sample_rate"], True)]
 
 
 def all_weights() -> list[str]:

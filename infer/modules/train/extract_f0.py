@@ -155,6 +155,7 @@ def extract_f0(
     rmvpe_path: str | Path | None = None,
     n_workers: int | None = None,
     crepe_model: str = "full",
+    check_voiced: bool = True,
 ) -> F0Report:
     """Extract pitch for every segment of `exp.wavs16k_dir`; see the module docstring for outputs.
 
@@ -162,6 +163,7 @@ def extract_f0(
     `n_workers` processes for CPU work (default: all cores). Raises UserInputError before any work
     when the folder is empty, a segment is not 16 kHz, the method is unknown or weights are missing.
     Files that fail are logged and listed in the report; RVCError if every file fails.
+    `check_voiced`: warn when almost no frame is voiced (off for the silent mute entry).
     """
     start = time.monotonic()
     settings = F0Settings(
@@ -283,7 +285,7 @@ def extract_f0(
         report.rtf,
         100 * report.voiced_fraction,
     )
-    if total and report.voiced_fraction < 0.05:
+    if check_voiced and total and report.voiced_fraction < 0.05:
         _log.warning(
             "f0 %s: almost no voiced frames (%.1f%%): check the audio (or stand-in weights)",
             method,

@@ -1,19 +1,22 @@
-"""`TrainModules`: the whole training pipeline on one experiment folder, and the model zip.
+"""`TrainModules`: the training stages on one experiment folder, and the model zip.
 
-Stages, in order, each a plain function call returning a report (timed, logged, and written to
+The stages, numbered as in `infer.modules.train.progress.job_stages` (`[stage i/N] name` in the log),
+each a plain function call returning a report (timed, logged, and written to
 `<exp>/reports/<stage>.json`):
 
-    check        speech presence and one speaker per file (datacheck.py; before any weights are fetched)
+    check audio  every input file probed and its start decoded (before any weight download)
+    check speech speech presence and one speaker per file (datacheck.py; before any weights are fetched)
+    weights      the weights the job needs, fetched unless present
     preprocess   user audio -> 0_gt_wavs / 1_16k_wavs (+ dataset report)
     features     HuBERT content features -> 3_feature256|768 (+ the mute entry)
-    f0           pitch -> 2a_f0 / 2b-f0nsf (+ the mute entry; models with pitch only)
-    filelist     filelist.txt
-    train        G/D training -> checkpoints, <name>.pth, <name>_best_e<N>.pth
+    pitch        pitch -> 2a_f0 / 2b-f0nsf (+ the mute entry; models with pitch only)
+    train        filelist.txt, then G/D training -> checkpoints, <name>.pth, <name>_best_e<N>.pth
     index        added_IVF<n>_Flat_nprobe_1_<name>_<version>.index
-    zip          the model zip (see `write_model_zip`)
+    package      preview.wav and the model zip (see `write_model_zip`)
 
-`TrainOptions` (one frozen dataclass) holds every user-facing option; `tools/train.py` and the
-Predictor build it from their inputs. `TrainModules(options, workdir).run(inputs, out)` runs it all.
+The first stage of a job, `collect audio` (downloads, zips), is the job runner's
+(`infer.modules.train.job.run_job`). `TrainOptions` (`infer.lib.options`) holds every option.
+`TrainModules(options, workdir).run(files, out)` runs the stages above.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import contextlib
 import dataclasses
 import json
 import platform
-import re
+import secrets
 import threading
 import time
 import zipfile
@@ -32,103 +35,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from infer.lib.config import SAMPLE_RATES, VERSIONS, RVCConfig, load_config
+from infer.lib.config import RVCConfig, load_config
 from infer.lib.errors import CancelledError, UserInputError
 from infer.lib.fileio import atomic_path, atomic_write_text
 from infer.lib.layout import ExperimentLayout
 from infer.lib.log import get_logger
+from infer.lib.options import TrainOptions, options_from_dict
+from infer.modules.train.progress import JobProgress, job_stages
 
 _log = get_logger("pipeline")
 
-STAGES: tuple[str, ...] = ("preprocess", "features", "f0", "filelist", "train", "index", "zip")
 UNTIL_CHOICES: tuple[str, ...] = ("preprocess", "features", "train", "index")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_BATCH_RE = re.compile(r"^(auto|[1-9][0-9]*)$")
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """Every option of a training job (shared by `tools/train.py` and the Predictor).
-
-    experiment_name: the model's name (file names in the zip), letters, digits, `_ . -`.
-    version: "v1" | "v2". sample_rate: "32k" | "40k" | "48k". use_f0: pitch-guided model.
-    f0method: pitch method (pm, harvest, dio, crepe, fcpe, rmvpe, rmvpe_gpu).
-    epochs: total epochs (a resumed run continues up to this number). batch_size: per GPU, int or "auto".
-    save_every_epoch: checkpoint interval. enhance_audio / trim_silence: preprocessing steps.
-    seed: data order, held-out choice, initialisation. resume_from: a zip this pipeline wrote with
-    checkpoints in it. include_checkpoints: put G/D checkpoints in the zip (to resume later).
-    device: "cpu", "cuda", "cuda:1" or None (best available). gpus: DDP processes (0 = every GPU).
-    from_scratch: train without the pretrained G/D (hours; loud warning). learning_rate: override.
-    holdout: held-out segments (None = automatic). preview: convert a held-out clip into `preview.wav`.
-    speaker_id: the speaker index written to the filelist.
-    keep_other_speakers: train on files whose voice the data check finds to be another person's too.
-    """
-
-    experiment_name: str = "my_voice"
-    version: str = "v2"
-    sample_rate: str = "40k"
-    use_f0: bool = True
-    f0method: str = "rmvpe"
-    epochs: int = 20
-    batch_size: int | str = "auto"
-    save_every_epoch: int = 5
-    enhance_audio: bool = True
-    trim_silence: bool = True
-    seed: int = 1234
-    resume_from: str | None = None
-    include_checkpoints: bool = False
-    device: str | None = None
-    gpus: int = 0
-    from_scratch: bool = False
-    learning_rate: float | None = None
-    holdout: int | None = None
-    preview: bool = True
-    speaker_id: int = 0
-    keep_other_speakers: bool = False
-
-    def __post_init__(self) -> None:
-        def need(ok: bool, msg: str) -> None:
-            if not ok:
-                raise UserInputError(msg)
-
-        from infer.lib.f0 import F0_METHODS
-
-        need(
-            bool(NAME_RE.match(self.experiment_name)),
-            f"experiment_name {self.experiment_name!r}: use 1-64 letters, digits, '_', '.', '-' (start with a letter or digit)",
-        )
-        need(self.version in VERSIONS, f"version must be one of {list(VERSIONS)}, got {self.version!r}")
-        need(
-            self.sample_rate in SAMPLE_RATES,
-            f"sample_rate must be one of {list(SAMPLE_RATES)}, got {self.sample_rate!r}",
-        )
-        need(self.f0method in F0_METHODS, f"f0method must be one of {list(F0_METHODS)}, got {self.f0method!r}")
-        need(
-            isinstance(self.epochs, int) and 1 <= self.epochs <= 100_000,
-            f"epochs must be 1..100000, got {self.epochs!r}",
-        )
-        bs = self.batch_size
-        if isinstance(bs, str):
-            need(bool(_BATCH_RE.match(bs.strip())), f"batch_size must be a positive integer or 'auto', got {bs!r}")
-            if bs.strip() != "auto":
-                object.__setattr__(self, "batch_size", int(bs))
-        else:
-            need(
-                isinstance(bs, int) and not isinstance(bs, bool) and bs >= 1,
-                f"batch_size must be >= 1 or 'auto', got {bs!r}",
-            )
-        need(self.save_every_epoch >= 1, f"save_every_epoch must be >= 1, got {self.save_every_epoch}")
-        need(self.gpus >= 0, f"gpus must be >= 0, got {self.gpus}")
-        need(
-            self.learning_rate is None or self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}"
-        )
-        need(self.holdout is None or self.holdout >= 0, f"holdout must be >= 0, got {self.holdout}")
-        need(0 <= self.speaker_id < 109, f"speaker_id must be 0..108, got {self.speaker_id}")
-        if self.resume_from is not None:
-            need(Path(self.resume_from).is_file(), f"resume_from: {self.resume_from} is not a file")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = ["TrainModules", "TrainOptions", "options_from_dict", "write_model_zip", "read_zip_state"]
 
 
 @dataclass(frozen=True)
@@ -333,7 +251,10 @@ class TrainModules:
     `config`: the network configuration (default `load_config(version, sample_rate)`; tests pass tiny ones).
     `cache`: extraction cache (default `ArrayCache(default_cache_root())`). `cancel`: set to stop.
     `train_overrides`: extra `TrainSettings` fields (log_every, memory_limit_mb, num_workers,
-    discriminator_periods...) for tests and benchmarks.
+    discriminator_periods...) for tests and benchmarks. `hubert`: a HuBERT already loaded on the
+    device (the Predictor's, loaded once in setup); None loads one for the features stage.
+    `progress`: the job's stage list and event stream (default: `job_stages`, no listener).
+    A `seed` of None becomes a random one (logged); `rmvpe_gpu` without a GPU runs RMVPE on the CPU.
     """
 
     def __init__(
@@ -346,7 +267,12 @@ class TrainModules:
         cancel: threading.Event | None = None,
         weights_settings: Any = None,
         train_overrides: dict[str, Any] | None = None,
+        hubert: Any = None,
+        progress: JobProgress | None = None,
     ) -> None:
+        if options.seed is None:
+            options = dataclasses.replace(options, seed=secrets.randbelow(2**31))
+            _log.info("seed %d (random; pass it as `seed` to repeat this run)", options.seed)
         self.o = options
         self.exp = ExperimentLayout(Path(workdir), options.version)
         self.cfg = config or load_config(options.version, options.sample_rate)
@@ -364,10 +290,17 @@ class TrainModules:
         self._train_report: dict[str, Any] | None = None
         self._index_path: Path | None = None
         self._preprocess_report: dict[str, Any] | None = None
+        self._shared_hubert = hubert
         self._hubert: Any = None
+        self._infos: dict[str, dict[str, Any]] | None = None  # probe results by path (check audio)
         self.weights: dict[str, Path] = {}
         self.data_check: Any = None  # the check stage's DataCheckReport
         self._quality: dict[str, Any] | None = None
+        self.progress = progress or JobProgress(job_stages(options.use_f0), options.epochs)
+        fitted = self.o.for_device(self.device)
+        if fitted != self.o:
+            _log.warning("f0method %s: no GPU here, running %s on the CPU instead", self.o.f0method, fitted.f0method)
+            self.o = fitted
 
     # -- helpers -------------------------------------------------------------------------------------
     @property
@@ -431,20 +364,20 @@ class TrainModules:
     def _stage(self, name: str, fn: Callable[[], Any]) -> Any:
         if self.cancel.is_set():
             raise CancelledError(f"cancelled before the {name} stage")
-        _log.info("== stage %s ==", name)
         t0 = time.monotonic()
-        try:
-            rep = fn()
-        finally:
-            from infer.lib.device import release_memory
+        with self.progress.stage(name):
+            try:
+                rep = fn()
+            finally:
+                from infer.lib.device import release_memory
 
-            release_memory()  # what the stage no longer needs leaves the GPU (a long-lived worker runs many jobs)
+                release_memory()  # what the stage no longer needs leaves the GPU (a long-lived worker runs many jobs)
         secs = round(time.monotonic() - t0, 3)
         d = rep.to_dict() if hasattr(rep, "to_dict") else (rep if isinstance(rep, dict) else {})
         self.results.append(StageResult(name, secs, d))
         self.exp.reports_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.exp.reports_dir / f"{name}.json", json.dumps(d, indent=1, default=str))
-        _log.info("== stage %s done in %.1fs ==", name, secs)
+        report = self.exp.reports_dir / f"{name.replace(' ', '_')}.json"
+        atomic_write_text(report, json.dumps(d, indent=1, default=str))
         return rep
 
     def _resume_caps(self) -> Any:
@@ -473,19 +406,47 @@ class TrainModules:
 
     # -- stages --------------------------------------------------------------------------------------
     def check_data(self, files: Sequence[str | Path]) -> Any:
-        """The check stage: speech and speaker of every input file (`datacheck.check_data`); the files
+        """The check speech stage: speech and speaker of every input file (`datacheck.check_data`); the files
         left out and the speech regions then steer preprocessing. Raises UserInputError on too little speech."""
         from infer.modules.train.datacheck import check_data
 
         self.data_check = self._stage(
-            "check", lambda: check_data(files, keep_other_speakers=self.o.keep_other_speakers)
+            "check speech", lambda: check_data(files, keep_other_speakers=self.o.keep_other_speakers)
         )
         return self.data_check
 
     def adopt_check(self, other: TrainModules) -> None:
         """Use the check `other` ran on the same inputs (the Predictor checks before fetching weights)."""
         self.data_check = other.data_check
-        self.results[:0] = [r for r in other.results if r.name == "check"]
+        self.results[:0] = [r for r in other.results if r.name == "check speech"]
+
+    def check_audio(self, files: Sequence[Path]) -> dict[str, Any]:
+        """Probe every file and decode its first seconds; one `UserInputError` naming each bad file."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from infer.lib.audio import AudioDecodeError, decode_check
+        from infer.modules.train.preprocess import probe_all
+
+        files = [Path(f) for f in files]
+        if not files:
+            raise UserInputError("no training audio given")
+        infos = probe_all(files)
+
+        def check(f: Path) -> str | None:
+            try:
+                decode_check(f)
+            except AudioDecodeError as e:
+                return f"  {e}"
+            return None
+
+        with ThreadPoolExecutor(max_workers=max(1, min(4, len(files)))) as pool:
+            bad = [e for e in pool.map(check, files) if e]
+        if bad:
+            raise UserInputError(f"{len(bad)} of {len(files)} input file(s) are not readable audio:\n" + "\n".join(bad))
+        self._infos = {str(f): i for f, i in zip(files, infos, strict=True)}
+        total = sum(float(i.get("duration_s") or 0.0) for i in infos)
+        _log.info("%d file(s) readable, %.1f s of audio: %s", len(files), total, ", ".join(f.name for f in files[:20]))
+        return {"files": [f.name for f in files], "duration_s": round(total, 3)}
 
     def preprocess(self, files: Sequence[Path]) -> Any:
         from infer.modules.train.preprocess import preprocess
@@ -513,6 +474,7 @@ class TrainModules:
             enhancer=enhancer,
             trim_silence=self.o.trim_silence,
             speech=speech,
+            infos=[self._infos[str(f)] for f in files] if self._infos is not None else None,
         )
         self._preprocess_report = rep.to_dict()
         return rep
@@ -520,6 +482,8 @@ class TrainModules:
     def _features_on(self, exp: ExperimentLayout) -> Any:
         from infer.modules.train.extract_features import extract_features
 
+        if self._shared_hubert is not None:
+            return extract_features(exp, self._shared_hubert, self.device, self.cache)
         if self._hubert is None:
             from infer.lib.hubert import load_hubert
             from infer.lib.weights import HUBERT
@@ -527,14 +491,14 @@ class TrainModules:
             self._hubert = load_hubert(self.weights[HUBERT], self.device, half=self.device.startswith("cuda"))
         return extract_features(exp, self._hubert, self.device, self.cache)
 
-    def _f0_on(self, exp: ExperimentLayout) -> Any:
+    def _f0_on(self, exp: ExperimentLayout, check_voiced: bool = True) -> Any:
         from infer.lib.weights import RMVPE
         from infer.modules.train.extract_f0 import THREADED_METHODS, extract_f0
 
         rmvpe = self.weights.get(RMVPE)
         # pm/dio/harvest run on the CPU whatever the device: no torch import to find the GPU
         device = "cpu" if self.o.f0method in THREADED_METHODS else self.device
-        return extract_f0(exp, self.o.f0method, self.cache, device=device, rmvpe_path=rmvpe)
+        return extract_f0(exp, self.o.f0method, self.cache, device=device, rmvpe_path=rmvpe, check_voiced=check_voiced)
 
     def features(self) -> Any:
         from infer.modules.train.filelist import write_mute_audio
@@ -560,7 +524,7 @@ class TrainModules:
         mute = mute_layout(self.exp)
         if not (mute.wavs16k_dir / "mute.wav").is_file():
             write_mute_audio(self.exp, self.cfg.sr)
-        self._f0_on(mute)
+        self._f0_on(mute, check_voiced=False)  # silence by design: no "almost no voiced frames" warning
         return rep
 
     def filelist(self) -> Any:
@@ -612,6 +576,11 @@ class TrainModules:
         self._train_report = rep.to_dict()
         return rep
 
+    def filelist_and_train(self) -> Any:
+        """The train stage: filelist.txt and config.json, then training."""
+        self.filelist()
+        return self.train()
+
     def index(self) -> Any:
         from infer.lib.index import train_index
 
@@ -646,7 +615,7 @@ class TrainModules:
                 device=self.device, half=False, hubert_path=self.weights.get(HUBERT), rmvpe_path=self.weights.get(RMVPE)
             )
             out = self.exp.reports_dir / "preview.wav"
-            method = self.o.f0method if self.o.f0method != "rmvpe_gpu" or self.device.startswith("cuda") else "rmvpe"
+            method = self.o.for_device(self.device).f0method
             params = ConvertParams(f0_method=method, seed=self.o.seed)
             conv = write_preview(
                 out, Path(self._train_report["model_path"]), source, 16000, self._index_path, vc=vc, params=params
@@ -758,7 +727,7 @@ class TrainModules:
             self.o.include_checkpoints,
             preview,
         )
-        self.results.append(StageResult("zip", round(time.monotonic() - t0, 3), {"path": str(path)}))
+        _log.info("packaged in %.1fs", time.monotonic() - t0)
         return path
 
     # -- all of it -----------------------------------------------------------------------------------
@@ -799,9 +768,10 @@ class TrainModules:
         from infer.lib.diskspace import GiB, ensure_free_space
         from infer.modules.train.datacheck import train_files
 
+        self._stage("check audio", lambda: self.check_audio(files))
         if self.data_check is None:
             self.check_data(files)
-        else:  # checked before this log file was opened (the Predictor): repeat its findings here
+        else:  # checked before this log file was opened: repeat its findings here
             from infer.modules.train.datacheck import log_report
 
             log_report(self.data_check)
@@ -814,21 +784,21 @@ class TrainModules:
             return result
         self._stage("features", self.features)
         if self.o.use_f0:
-            self._stage("f0", self.f0)
+            self._stage("pitch", self.f0)
         if until == "features":
             return result
-        self._stage("filelist", self.filelist)
         caps = self._resume_caps()
         # a new checkpoint pair is written before the old one goes, plus the exported models
         need = 2 * (caps.checkpoint_g + caps.checkpoint_d) + 2 * caps.best_model
         ensure_free_space(self.exp.root, need, "training checkpoints")
-        self._stage("train", self.train)
+        self._stage("train", self.filelist_and_train)
         if until == "train":
             return result
         self._stage("index", self.index)
         if until == "index":
             return result
-        result.zip_path = self.package(Path(out), [str(f) for f in files])
+        packaged = self._stage("package", lambda: {"path": str(self.package(out, [str(f) for f in files]))})
+        result.zip_path = Path(packaged["path"])
         total = sum(r.seconds for r in self.results)
         _log.info(
             "done: %s in %.1fs (%s)",
@@ -872,12 +842,3 @@ def _job_log(path: Path) -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         handler.close()
-
-
-def options_from_dict(d: dict[str, Any]) -> TrainOptions:
-    """`TrainOptions` from a plain dict, refusing unknown keys."""
-    names = {f.name for f in dataclasses.fields(TrainOptions)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise UserInputError(f"unknown option(s) {unknown}; known: {sorted(names)}")
-    return TrainOptions(**d)

@@ -487,11 +487,13 @@ def preprocess(
     min_speech_s: float = MIN_SPEECH_S,
     warn_speech_s: float = WARN_SPEECH_S,
     speech: Sequence[Sequence[tuple[float, float]]] | None = None,
+    infos: list[dict] | None = None,
 ) -> PreprocessReport:
     """Turn `files` into training segments in `exp`; see the module docstring. Returns the report.
 
     `speech`: per file, its speech regions [(start, end)] in seconds (the data check's); segments with
-    little speech are then dropped and the report counts speech seconds."""
+    little speech are then dropped and the report counts speech seconds. `infos`: `probe_all(files)`
+    when the caller has it already (the check audio stage)."""
     files = [Path(f) for f in files]
     if not files:
         raise UserInputError("no audio files to train on: give audio URLs or a dataset zip")
@@ -499,7 +501,7 @@ def preprocess(
         raise ValueError(f"speech regions for {len(speech)} file(s), {len(files)} files given")
     if sr <= SR_16K // 2:
         raise ValueError(f"sample rate {sr} is too low")
-    infos = probe_all(files)
+    infos = infos if infos is not None else probe_all(files)
     exp.gt_wavs_dir.mkdir(parents=True, exist_ok=True)
     exp.wavs16k_dir.mkdir(parents=True, exist_ok=True)
     exp.reports_dir.mkdir(parents=True, exist_ok=True)

@@ -823,6 +823,7 @@ class _Trainer:
                     rate,
                     ep_secs,
                     _fmt_secs(eta),
+                    extra={"progress": {"epoch": epoch, "epochs": epochs, "eta_s": round(eta, 1)}},
                 )
             if epoch % s.save_every_epoch == 0 or epoch == epochs:
                 self.save(epoch)
