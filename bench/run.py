@@ -118,6 +118,7 @@ def _modules(spec: dict[str, Any], f0method: str = "rmvpe") -> Any:
         from_scratch=True,
         preview=False,
         device=spec.get("device"),
+        seed=1234,
     )
     cfg = None
     if spec["quick"]:

@@ -164,16 +164,16 @@ def test_dataset_card_lists_every_file(mixed_check) -> None:
 
 
 def test_keep_other_speakers_reaches_the_options_from_every_front_end(tmp_path: Path) -> None:
-    from predict import validate_request
+    from predict import request_from_inputs
     from tools.train import build_parser, options_from_args
 
     a = build_parser().parse_args(["x.wav", "--out", str(tmp_path / "x.zip"), "--keep-other-speakers"])
     assert options_from_args(a).keep_other_speakers is True
     a = build_parser().parse_args(["x.wav", "--out", str(tmp_path / "x.zip")])
     assert options_from_args(a).keep_other_speakers is False
-    assert validate_request(wav_urls=["https://example.org/a.wav"]).keep_other_speakers is False
-    r = validate_request(wav_urls=["https://example.org/a.wav"], keep_other_speakers=True)
-    assert r.keep_other_speakers is True and r.to_dict()["keep_other_speakers"] is True
+    assert request_from_inputs(wav_urls=["https://example.org/a.wav"])[0].keep_other_speakers is False
+    options, _ = request_from_inputs(wav_urls=["https://example.org/a.wav"], keep_other_speakers=True)
+    assert options.keep_other_speakers is True and options.to_dict()["keep_other_speakers"] is True
 
 
 def test_voice_quality_reads_the_speaker_and_calls_out_a_wrong_voice(

@@ -168,7 +168,7 @@ def test_checkpoint_caps_follow_the_network_size(tiny_config) -> None:
 
 def test_bad_resume_zip_fails_the_run_before_any_stage(tmp_path: Path, tiny_config) -> None:
     z = make_zip(tmp_path / "m.zip", good_state(best_model_path="/proc/self/environ"))
-    opts = TrainOptions(experiment_name="joe", epochs=3, resume_from=str(z), enhance_audio=False)
+    opts = TrainOptions(experiment_name="joe", sample_rate="40k", epochs=3, resume_from=str(z), enhance_audio=False)
     tm = TrainModules(opts, tmp_path / "exp", weight_paths={}, config=tiny_config("v2", "40k"))
     with pytest.raises(UserInputError, match="best_model_path"):
         tm.run([tmp_path / "missing.wav"], tmp_path / "out.zip")
