@@ -300,7 +300,7 @@ def test_stages_release_gpu_memory_and_training_runs_with_shared_models_off_gpu(
         assert seen["moves"] == ["cpu"]  # off the GPU while training ran
         assert moves == ["cpu", "cuda:0"]  # and back for the next job
         before = fake.empty_cache_calls
-        tm._stage("other", lambda: {})
+        tm._stage("index", lambda: {})  # (a stage of the numbered list)
         assert fake.empty_cache_calls > before  # every stage ends by releasing cached blocks
 
 

@@ -254,7 +254,8 @@ class TrainModules:
     discriminator_periods...) for tests and benchmarks. `hubert`: a HuBERT already loaded on the
     device (the Predictor's, loaded once in setup); None loads one for the features stage.
     `progress`: the job's stage list and event stream (default: `job_stages`, no listener).
-    A `seed` of None becomes a random one (logged); `rmvpe_gpu` without a GPU runs RMVPE on the CPU.
+    A `seed` of None becomes a random one (logged); `rmvpe_gpu` without a GPU runs RMVPE on the CPU
+    (`fit_to_device`, when the stages run).
     """
 
     def __init__(
@@ -297,10 +298,6 @@ class TrainModules:
         self.data_check: Any = None  # the check stage's DataCheckReport
         self._quality: dict[str, Any] | None = None
         self.progress = progress or JobProgress(job_stages(options.use_f0), options.epochs)
-        fitted = self.o.for_device(self.device)
-        if fitted != self.o:
-            _log.warning("f0method %s: no GPU here, running %s on the CPU instead", self.o.f0method, fitted.f0method)
-            self.o = fitted
 
     # -- helpers -------------------------------------------------------------------------------------
     @property
@@ -763,7 +760,16 @@ class TrainModules:
 
                 release_memory()  # nothing of this job (the preview's models included) stays cached on the GPU
 
+    def fit_to_device(self) -> None:
+        """The options as they run here (`TrainOptions.for_device`): `rmvpe_gpu` without a GPU runs RMVPE
+        on the CPU, logged."""
+        fitted = self.o.for_device(self.device)
+        if fitted != self.o:
+            _log.warning("f0method %s: no GPU here, running %s on the CPU instead", self.o.f0method, fitted.f0method)
+            self.o = fitted
+
     def _run(self, files: list[Path], out: Path, until: str | None) -> PipelineResult:
+        self.fit_to_device()
         _log.info("training job %s: %s", self.o.experiment_name, json.dumps(self._options_for_card()))
         from infer.lib.diskspace import GiB, ensure_free_space
         from infer.modules.train.datacheck import train_files
