@@ -24,7 +24,7 @@ import pickle
 import re
 import zlib
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from infer.lib.config import SAMPLE_RATES, VERSIONS, RVCConfig, load_config
+from infer.lib.config import SAMPLE_RATES, VERSIONS, ModelParams, RVCConfig, load_config
 from infer.lib.errors import UserInputError
 from infer.lib.fileio import atomic_torch_save
 from infer.lib.log import get_logger
@@ -335,28 +335,85 @@ def load_checkpoint(
 
 
 # ------------------------------------------------------------------------------ small voice models
+@dataclass(frozen=True)
+class ConfigSlot:
+    """One item of a voice model's 18-item `config` list: its name, position and type.
+
+    `kind`: "int", "float", "str", "ints" (a list of ints on disk, a tuple in `ModelParams`) or
+    "int_lists" (a list of int lists on disk, a tuple of tuples in `ModelParams`). Slots named after
+    a `ModelParams` field are read back into that field; the others are derived (see `small_model_config`).
+    """
+
+    name: str
+    position: int
+    kind: str
+
+    def to_disk(self, value: Any) -> Any:
+        """`value` as the reference writes it (sequences as lists, scalars unchanged)."""
+        if self.kind == "ints":
+            return list(value)
+        if self.kind == "int_lists":
+            return [list(x) for x in value]
+        return value
+
+    def from_disk(self, value: Any) -> Any:
+        """The `ModelParams` form of a value read from a file; TypeError/ValueError when it has another type."""
+        if self.kind == "ints":
+            return tuple(int(x) for x in value)
+        if self.kind == "int_lists":
+            return tuple(tuple(int(y) for y in x) for x in value)
+        return {"int": int, "float": float, "str": str}[self.kind](value)
+
+    def read(self, config: Sequence[Any]) -> Any:
+        """This slot's value in a `config` list read from a file, in its `ModelParams` form."""
+        return self.from_disk(config[self.position])
+
+
+#: The reference's order. `spec_channels` is n_fft // 2 + 1, `segment_size` a literal 32 (unused on load),
+#: `spk_embed_dim` the number of speakers (rows of `emb_g.weight`), `sampling_rate` in Hz.
+SMALL_MODEL_CONFIG: tuple[ConfigSlot, ...] = tuple(
+    ConfigSlot(name, position, kind)
+    for position, (name, kind) in enumerate(
+        (
+            ("spec_channels", "int"),
+            ("segment_size", "int"),
+            ("inter_channels", "int"),
+            ("hidden_channels", "int"),
+            ("filter_channels", "int"),
+            ("n_heads", "int"),
+            ("n_layers", "int"),
+            ("kernel_size", "int"),
+            ("p_dropout", "float"),
+            ("resblock", "str"),
+            ("resblock_kernel_sizes", "ints"),
+            ("resblock_dilation_sizes", "int_lists"),
+            ("upsample_rates", "ints"),
+            ("upsample_initial_channel", "int"),
+            ("upsample_kernel_sizes", "ints"),
+            ("spk_embed_dim", "int"),
+            ("gin_channels", "int"),
+            ("sampling_rate", "int"),
+        )
+    )
+)
+_SLOT = {slot.name: slot for slot in SMALL_MODEL_CONFIG}
+_MODEL_SLOTS = tuple(
+    slot for slot in SMALL_MODEL_CONFIG if slot.name in {f.name for f in dataclasses.fields(ModelParams)}
+)
+_SPEAKERS = _SLOT["spk_embed_dim"].position
+_RATE = _SLOT["sampling_rate"].position
+
+
 def small_model_config(cfg: RVCConfig) -> list[Any]:
-    """The 18-item `config` list of a voice model (the reference's order; a literal 32 in place 2)."""
-    m, d = cfg.model, cfg.data
+    """The 18-item `config` list of a voice model, in the order of `SMALL_MODEL_CONFIG`."""
+    derived = {
+        "spec_channels": cfg.data.filter_length // 2 + 1,
+        "segment_size": 32,
+        "sampling_rate": cfg.data.sampling_rate,
+    }
     return [
-        d.filter_length // 2 + 1,
-        32,
-        m.inter_channels,
-        m.hidden_channels,
-        m.filter_channels,
-        m.n_heads,
-        m.n_layers,
-        m.kernel_size,
-        m.p_dropout,
-        m.resblock,
-        list(m.resblock_kernel_sizes),
-        [list(x) for x in m.resblock_dilation_sizes],
-        list(m.upsample_rates),
-        m.upsample_initial_channel,
-        list(m.upsample_kernel_sizes),
-        m.spk_embed_dim,
-        m.gin_channels,
-        d.sampling_rate,
+        slot.to_disk(derived[slot.name] if slot.name in derived else getattr(cfg.model, slot.name))
+        for slot in SMALL_MODEL_CONFIG
     ]
 
 
@@ -395,7 +452,7 @@ def export_small_model(
         if not k.startswith("enc_q.")
     )
     config = small_model_config(cfg)
-    config[-3] = int(weight["emb_g.weight"].shape[0])
+    config[_SPEAKERS] = int(weight["emb_g.weight"].shape[0])
     hash_input = f"{name}-{epoch}-{step}-{cfg.sample_rate}-{cfg.version}-{config}"
     opt: dict[str, Any] = OrderedDict()
     opt["weight"] = weight
@@ -424,9 +481,10 @@ def export_small_model(
 class SmallModel:
     """A voice model read from disk (ours, RVC WebUI's or Applio's).
 
-    `weight`: state dict as stored (usually fp16), classic names, no `enc_q.*`; `config`: the 18 items with
-    config[-3] set to the number of speakers; `sr`: Hz from config[-1]; `version`/`use_f0` from the
-    weights' shapes; `extras`: every other top-level key (Applio metadata...).
+    `weight`: state dict as stored (usually fp16), classic names, no `enc_q.*`; `config`: the 18 items of
+    `SMALL_MODEL_CONFIG` with `spk_embed_dim` set to the number of speakers; `sr`: Hz from its
+    `sampling_rate`; `version`/`use_f0` from the weights' shapes; `extras`: every other top-level key
+    (Applio metadata...).
     """
 
     path: Path
@@ -446,7 +504,7 @@ class SmallModel:
 
     @property
     def n_speakers(self) -> int:
-        return int(self.config[-3])
+        return int(self.config[_SPEAKERS])
 
     @property
     def content_dim(self) -> int:
@@ -457,26 +515,9 @@ class SmallModel:
         c = self.config
         base = load_config(self.version, self.sample_rate)
         try:
-            model = dataclasses.replace(
-                base.model,
-                inter_channels=int(c[2]),
-                hidden_channels=int(c[3]),
-                filter_channels=int(c[4]),
-                n_heads=int(c[5]),
-                n_layers=int(c[6]),
-                kernel_size=int(c[7]),
-                p_dropout=float(c[8]),
-                resblock=str(c[9]),
-                resblock_kernel_sizes=tuple(int(x) for x in c[10]),
-                resblock_dilation_sizes=tuple(tuple(int(y) for y in x) for x in c[11]),
-                upsample_rates=tuple(int(x) for x in c[12]),
-                upsample_initial_channel=int(c[13]),
-                upsample_kernel_sizes=tuple(int(x) for x in c[14]),
-                spk_embed_dim=int(c[15]),
-                gin_channels=int(c[16]),
-            )
+            model = dataclasses.replace(base.model, **{slot.name: slot.read(c) for slot in _MODEL_SLOTS})
             hop = math.prod(model.upsample_rates)
-            n_fft = (int(c[0]) - 1) * 2
+            n_fft = (_SLOT["spec_channels"].read(c) - 1) * 2
             data = dataclasses.replace(
                 base.data, filter_length=n_fft, hop_length=hop, win_length=min(base.data.win_length, n_fft)
             )
@@ -516,16 +557,18 @@ def load_small_model(path: PathLike) -> SmallModel:
     if not _is_state_dict(weight) or "emb_g.weight" not in weight or "enc_p.emb_phone.weight" not in weight:
         raise UserInputError(f"{p.name}: 'weight' is not an RVC generator state dict")
     config = list(obj["config"])
-    if len(config) != 18:
-        raise UserInputError(f"{p.name}: 'config' has {len(config)} items, an RVC voice model has 18")
+    if len(config) != len(SMALL_MODEL_CONFIG):
+        raise UserInputError(
+            f"{p.name}: 'config' has {len(config)} items, an RVC voice model has {len(SMALL_MODEL_CONFIG)}"
+        )
     try:
-        sr = int(config[-1])
+        sr = _SLOT["sampling_rate"].read(config)
     except (TypeError, ValueError):
-        raise UserInputError(f"{p.name}: config[-1] (sample rate) is {config[-1]!r}, not a number") from None
+        raise UserInputError(f"{p.name}: config[{_RATE}] (sample rate) is {config[_RATE]!r}, not a number") from None
     names = {v: k for k, v in SAMPLE_RATES.items()}
     if sr not in names:
         raise UserInputError(f"{p.name} is a {sr} Hz model; supported sample rates are {sorted(names)}")
-    config[-3] = int(weight["emb_g.weight"].shape[0])
+    config[_SPEAKERS] = int(weight["emb_g.weight"].shape[0])
     found = identify_generator(weight)
     if found.version is None:
         raise UserInputError(
