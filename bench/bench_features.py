@@ -8,7 +8,7 @@ The audio goes through the preprocess stage (slicing, 3.7 s segments at 16 kHz, 
 plain 3.7 s cut when that stage is unavailable), then `extract_features` runs on the segments with the
 cache disabled. Its wall time includes loading the checkpoint and writing the outputs, like the
 reference `extract_feature_print.py` run it is compared with. The weights are a full-size stand-in
-`hubert_base.pt` (`write_standin_hubert(size="base")`): speed does not depend on the values.
+`hubert_base.pt` (`tools.standin_writers.write_standin_hubert(size="base")`): speed does not depend on the values.
 
 `baseline` runs the same network the way the reference script does (one segment per forward pass,
 `torch.no_grad`, separate q/k/v projections) in this process, right after the stage, so the ratio of the
@@ -120,10 +120,11 @@ def main() -> None:
     import torch
 
     from infer.lib.cache import ArrayCache
-    from infer.lib.hubert import load_hubert, write_standin_hubert
+    from infer.lib.hubert import load_hubert
     from infer.lib.layout import ExperimentLayout
     from infer.lib.log import setup_logging
     from infer.modules.train.extract_features import extract_features
+    from tools.standin_writers import write_standin_hubert
 
     setup_logging()
     if args.threads:

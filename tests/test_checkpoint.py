@@ -10,7 +10,6 @@ import torch
 
 from infer.lib.checkpoint import (
     SUPPORTED_VOCODER,
-    _standin_tensor,
     build_generator_from_small_model,
     export_small_model,
     identify_discriminator,
@@ -19,12 +18,12 @@ from infer.lib.checkpoint import (
     load_pretrained,
     load_small_model,
     save_checkpoint,
-    write_standin_pretrained,
 )
 from infer.lib.config import load_config
 from infer.lib.errors import UserInputError
 from infer.lib.models import build_discriminator, build_generator
 from infer.lib.standin import STANDIN_KEY
+from tools.standin_writers import deterministic_tensor, write_standin_pretrained
 
 REFERENCE_KEYS = {"weight", "config", "info", "sr", "f0", "version"}
 APPLIO_KEYS = {
@@ -76,7 +75,7 @@ def test_standin_pretrained_g_has_published_layout_and_loads(standin_g48):
     assert torch.equal(net.state_dict()["enc_p.emb_phone.weight"], sd["enc_p.emb_phone.weight"].float())
     # deterministic values, seeded by the key
     key = "dec.ups.0.weight_v"
-    assert torch.equal(sd[key], _standin_tensor(key, tuple(sd[key].shape)).half())
+    assert torch.equal(sd[key], deterministic_tensor(key, tuple(sd[key].shape)).half())
 
 
 @pytest.mark.parametrize(

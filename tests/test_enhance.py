@@ -18,10 +18,10 @@ from infer.lib.enhance import (
     load_mossformer2,
     mossformer2_dir,
     trim_silence,
-    write_standin_mossformer2,
 )
 from infer.lib.errors import WeightsError
 from infer.lib.standin import STANDIN_KEY
+from tools.standin_writers import write_standin_mossformer2
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -54,10 +54,10 @@ def test_standin_is_in_the_real_layout(standin_dir):
     assert {k: tuple(v.shape) for k, v in ckpt["model"].items()} == {k: tuple(v.shape) for k, v in expected.items()}
     assert sum(v.numel() for v in ckpt["model"].values()) > 55_000_000  # the full-size network
     # deterministic: the same (key, shape) always gives the same numbers
-    from infer.lib.enhance import _deterministic
+    from tools.standin_writers import deterministic_tensor
 
     k = "mossformer.conv1d_encoder.weight"
-    assert torch.equal(ckpt["model"][k], _deterministic(k, tuple(ckpt["model"][k].shape)))
+    assert torch.equal(ckpt["model"][k], deterministic_tensor(k, tuple(ckpt["model"][k].shape)))
 
 
 def test_loading_uses_the_file_weights_and_warns(standin_dir, enhancer, caplog):

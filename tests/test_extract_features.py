@@ -11,9 +11,10 @@ import torch
 
 from infer.lib.cache import ArrayCache
 from infer.lib.errors import UserInputError
-from infer.lib.hubert import HubertModel, load_hubert, write_standin_hubert
+from infer.lib.hubert import HubertModel, load_hubert
 from infer.lib.layout import ExperimentLayout
 from infer.modules.train.extract_features import FeatureReport, extract_features, read_wav16k
+from tools.standin_writers import write_standin_hubert
 
 SEG = 59200  # 3.7 s at 16 kHz: the length preprocess gives most segments
 

@@ -24,9 +24,9 @@ from infer.lib.hubert import (
     HubertModel,
     load_hubert,
     parse_conv_layers,
-    write_standin_hubert,
 )
 from infer.lib.standin import STANDIN_KEY
+from tools.standin_writers import write_standin_hubert
 
 
 @pytest.fixture(scope="module")

@@ -141,7 +141,8 @@ def test_urls_and_zip_together_then_preprocess(joe_1min, tmp_path):
 def test_preprocess_with_standin_enhancer(joe_1min, tmp_path):
     import torch
 
-    from infer.lib.enhance import AudioEnhancer, mossformer2_dir, write_standin_mossformer2
+    from infer.lib.enhance import AudioEnhancer, mossformer2_dir
+    from tools.standin_writers import write_standin_mossformer2
 
     sr = 22050
     speech, _ = sf.read(str(joe_1min / "joe_001.wav"), dtype="float32")

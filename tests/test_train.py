@@ -149,9 +149,9 @@ def test_warm_start_from_pretrained_files(tmp_path: Path) -> None:
     # networks; a file for another sample rate is refused with a clear message before training.
     import json as _json
 
-    from infer.lib.checkpoint import write_standin_pretrained
     from infer.lib.config import load_config
     from infer.modules.train.train import _Trainer
+    from tools.standin_writers import write_standin_pretrained
 
     cfg = load_config("v2", "40k")
     exp = ExperimentLayout(tmp_path / "exp", "v2")

@@ -161,7 +161,7 @@ FAST = {"f0_method": "pm", "seed": 0}
 
 @pytest.fixture(scope="session")
 def standin_hubert(tmp_path_factory) -> Path:
-    from infer.lib.hubert import write_standin_hubert
+    from tools.standin_writers import write_standin_hubert
 
     return write_standin_hubert(tmp_path_factory.mktemp("hubert") / "hubert_base.pt", size="base")
 

@@ -30,7 +30,7 @@ def tiny_train_config() -> RVCConfig:
 def standin_hubert(tmp_path_factory: Any) -> Path:
     """A stand-in full-size HuBERT (`hubert_base.pt` layout), written once per session."""
     if "hubert" not in _CACHE:
-        from infer.lib.hubert import write_standin_hubert
+        from tools.standin_writers import write_standin_hubert
 
         d = tmp_path_factory.mktemp("weights")
         _CACHE["hubert"] = write_standin_hubert(d / "hubert" / "hubert_base.pt", "base")

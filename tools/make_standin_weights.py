@@ -6,9 +6,10 @@
 
 Writes DIR/hubert/hubert_base.pt (fairseq format, full size or `--tiny-hubert`), DIR/rmvpe/rmvpe.pt,
 DIR/pretrained{,_v2}/{,f0}{G,D}{32,40,48}k.pth and DIR/mossformer2/MossFormer2_SE_48K/, each through
-its module's own writer, and lists them in DIR/STANDIN_WEIGHTS.json. Every file carries the stand-in
-marker, so the loaders log loudly that the trained voice will not be usable. Tests and the offline
-demo point RVC_WEIGHTS_DIR at such a folder; nothing else ever uses these files.
+its writer in `tools.standin_writers` (rmvpe.pt: `infer.lib.rmvpe`), and lists them in
+DIR/STANDIN_WEIGHTS.json. Every file carries the stand-in marker, so the loaders log loudly that the
+trained voice will not be usable. Tests and the offline demo point RVC_WEIGHTS_DIR at such a folder;
+nothing else ever uses these files.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 from infer.lib.config import SAMPLE_RATES, VERSIONS
 from infer.lib.errors import RVCError, UserInputError
 from infer.lib.log import get_logger, setup_logging
+from infer.lib.rmvpe import write_standin_rmvpe
 from infer.lib.weights import (
     BUNDLES,
     HUBERT,
@@ -32,53 +35,24 @@ from infer.lib.weights import (
     record_standins,
     required_weights,
 )
+from tools.standin_writers import write_standin_hubert, write_standin_mossformer2, write_standin_pretrained
 
 _log = get_logger("make_standin_weights")
-
-
-def _pretrained_writer(version: str, sample_rate: str, use_f0: bool, kind: str) -> Callable[[Path], object]:
-    def write(path: Path) -> object:
-        from infer.lib.checkpoint import write_standin_pretrained
-
-        return write_standin_pretrained(path, version, sample_rate, use_f0, kind)
-
-    return write
-
-
-def _hubert_writer(size: str) -> Callable[[Path], object]:
-    def write(path: Path) -> object:
-        from infer.lib.hubert import write_standin_hubert
-
-        return write_standin_hubert(path, size=size)
-
-    return write
-
-
-def _rmvpe_writer(path: Path) -> object:
-    from infer.lib.rmvpe import write_standin_rmvpe
-
-    return write_standin_rmvpe(path)
-
-
-def _mossformer2_writer(path: Path) -> object:
-    from infer.lib.enhance import write_standin_mossformer2
-
-    return write_standin_mossformer2(path)
 
 
 def writers(tiny_hubert: bool = False) -> dict[str, Callable[[Path], object]]:
     """{name: function(path)} for every name of the weights layout (bundles write their folder)."""
     out: dict[str, Callable[[Path], object]] = {
-        HUBERT: _hubert_writer("tiny" if tiny_hubert else "base"),
-        RMVPE: _rmvpe_writer,
-        MOSSFORMER2: _mossformer2_writer,
+        HUBERT: partial(write_standin_hubert, size="tiny" if tiny_hubert else "base"),
+        RMVPE: write_standin_rmvpe,
+        MOSSFORMER2: write_standin_mossformer2,
     }
     for version in VERSIONS:
         for sr in SAMPLE_RATES:
             for use_f0 in (True, False):
                 g, d = pretrained_names(version, sr, use_f0)
-                out[g] = _pretrained_writer(version, sr, use_f0, "G")
-                out[d] = _pretrained_writer(version, sr, use_f0, "D")
+                out[g] = partial(write_standin_pretrained, version=version, sample_rate=sr, use_f0=use_f0, kind="G")
+                out[d] = partial(write_standin_pretrained, version=version, sample_rate=sr, use_f0=use_f0, kind="D")
     return out
 
 
@@ -86,7 +60,7 @@ def write_standins(out_dir: str | Path, names: Sequence[str] | None = None, tiny
     """Write the stand-ins for `names` (default: the whole layout) under `out_dir`; return their paths.
 
     The names are those of `infer.lib.weights` (a bundle such as `mossformer2/MossFormer2_SE_48K` is
-    one folder). Each file goes through its module's writer, then is listed in STANDIN_WEIGHTS.json.
+    one folder). Each file goes through its writer, then is listed in STANDIN_WEIGHTS.json.
     """
     out_dir = Path(out_dir)
     table = writers(tiny_hubert)

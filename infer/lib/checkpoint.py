@@ -36,9 +36,9 @@ from infer.lib.config import SAMPLE_RATES, VERSIONS, ModelParams, RVCConfig, loa
 from infer.lib.errors import UserInputError
 from infer.lib.fileio import atomic_torch_save
 from infer.lib.log import get_logger
-from infer.lib.models.discriminator import MultiPeriodDiscriminator, build_discriminator
+from infer.lib.models.discriminator import MultiPeriodDiscriminator
 from infer.lib.models.synthesizer import Synthesizer, build_generator
-from infer.lib.standin import STANDIN_KEY, pop_standin_marker, warn_standin
+from infer.lib.standin import pop_standin_marker, warn_standin
 
 _log = get_logger("checkpoint")
 
@@ -634,47 +634,3 @@ def build_generator_from_small_model(sm: SmallModel, device: torch.device | str 
     net.load_state_dict(sm.weight, strict=True)
     net.remove_weight_norm()
     return net.float().eval().to(device)
-
-
-# ------------------------------------------------------------------------------------- stand-ins
-def _standin_tensor(key: str, shape: tuple[int, ...]) -> torch.Tensor:
-    import numpy as np
-
-    leaf = key.rsplit(".", 1)[-1]
-    rng = np.random.default_rng(zlib.crc32(key.encode()))
-    if len(shape) >= 2:
-        arr = rng.standard_normal(shape, dtype=np.float32) / np.sqrt(max(int(np.prod(shape[1:])), 1))
-    elif leaf in ("gamma",) or leaf.startswith("weight"):
-        arr = 1.0 + 0.1 * rng.standard_normal(shape, dtype=np.float32)
-    else:
-        arr = 0.01 * rng.standard_normal(shape, dtype=np.float32)
-    return torch.from_numpy(np.asarray(arr, dtype=np.float32))
-
-
-def write_standin_pretrained(path: PathLike, version: str, sample_rate: str, use_f0: bool, kind: str) -> Path:
-    """Write a stand-in pretrained G or D file in the published layout (`{"model": fp16 state dict}`).
-
-    Values are deterministic (seeded by each key) and the file carries the stand-in marker, so every
-    loader warns loudly. For D, `sample_rate` and `use_f0` only go into the description.
-    """
-    if kind not in ("G", "D"):
-        raise ValueError(f"kind must be 'G' or 'D', got {kind!r}")
-    with torch.device("meta"):
-        net: nn.Module = (
-            build_generator(load_config(version, sample_rate), use_f0) if kind == "G" else build_discriminator(version)
-        )
-    sd: dict[str, torch.Tensor] = OrderedDict()
-    shapes = _state_shapes(net)
-    for key, shape in shapes.items():
-        if key.endswith(".weight_g"):
-            v = _standin_tensor(key[: -len("_g")] + "_v", shapes[key[: -len("_g")] + "_v"])
-            t = v.flatten(1).norm(dim=1).reshape(shape)
-        else:
-            t = _standin_tensor(key, shape)
-        sd[key] = t.to(torch.float16)
-    desc = (
-        f"stand-in {'f0' if use_f0 and kind == 'G' else ''}{kind}{sample_rate} {version} (deterministic random values)"
-    )
-    p = Path(path)
-    atomic_torch_save({"model": sd, STANDIN_KEY: desc}, p)
-    return p

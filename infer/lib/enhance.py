@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-import zlib
 from argparse import Namespace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -283,49 +282,3 @@ def trim_range(audio: Samples, sr: int, top_db: float = 40.0, peak: float | None
     if loud.size == 0:
         return 0, 0
     return int(loud[0]) * hop, min(total, (int(loud[-1]) + 1) * hop)
-
-
-# ---- stand-in weights -----------------------------------------------------------------------------
-def _deterministic(key: str, shape: tuple[int, ...]):
-    import torch
-
-    rng = np.random.default_rng(zlib.crc32(key.encode()))
-    leaf = key.rsplit(".", 1)[-1]
-    if len(shape) >= 2:
-        arr = rng.standard_normal(shape, dtype=np.float32) / np.sqrt(float(np.prod(shape[1:])))
-    elif leaf.startswith("weight") or leaf in ("gamma", "g", "scale"):
-        arr = 1.0 + 0.1 * rng.standard_normal(shape, dtype=np.float32)
-    else:
-        arr = 0.01 * rng.standard_normal(shape, dtype=np.float32)
-    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
-
-
-def write_standin_mossformer2(checkpoint_dir: str | os.PathLike[str]) -> Path:
-    """Write a stand-in MossFormer2_SE_48K checkpoint folder (real layout, deterministic values, marker).
-
-    `checkpoint_dir` is the folder itself (e.g. `mossformer2_dir(weights_dir)`). Parameters get
-    deterministic values from (key, shape) (a tensor shared by several keys gets the first key's values
-    under all of them, as `torch.save` of the real network stores it); buffers and frozen parameters
-    (positional and rotary tables) keep the network's own computed values. Returns the `.pt` path.
-    """
-    from infer.lib.fileio import atomic_torch_save, atomic_write_text
-    from infer.lib.standin import STANDIN_KEY
-
-    checkpoint_dir = Path(checkpoint_dir)
-    import torch
-
-    model = build_mossformer2_se_48k()
-    state: dict[str, torch.Tensor] = {}
-    made: dict[int, torch.Tensor] = {}  # shared tensors (the rotary tables of all layers) stay shared
-    for k, v in model.state_dict(keep_vars=True).items():
-        if id(v) not in made:
-            trained = isinstance(v, torch.nn.Parameter) and v.requires_grad
-            made[id(v)] = _deterministic(k, tuple(v.shape)) if trained else v.detach().clone()
-        state[k] = made[id(v)]
-    path = checkpoint_dir / CHECKPOINT_FILE
-    atomic_torch_save(
-        {"model": state, "epoch": 0, "step": 0, STANDIN_KEY: f"{MODEL_NAME} stand-in (deterministic, untrained)"},
-        path,
-    )
-    atomic_write_text(checkpoint_dir / POINTER_FILE, CHECKPOINT_FILE + "\n")
-    return path

@@ -13,27 +13,25 @@ out, so the published checkpoint loads with strict key and shape checks and give
     v2 features: output of layer 12                              -> [B, frames, 768]
 
 Nothing here imports fairseq; the checkpoint is read by `infer.lib.fairseq_ckpt` (no pickled code runs).
-`write_standin_hubert` writes a stand-in file in the same on-disk format with deterministic values.
+`tools.standin_writers.write_standin_hubert` writes a stand-in file in the same on-disk format.
 """
 
 from __future__ import annotations
 
 import ast
 import os
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from infer.lib.errors import WeightsError
-from infer.lib.fairseq_ckpt import InertObject, inert_class, load_fairseq_checkpoint, save_fairseq_checkpoint
+from infer.lib.fairseq_ckpt import InertObject, load_fairseq_checkpoint
 from infer.lib.log import get_logger
-from infer.lib.standin import STANDIN_KEY, pop_standin_marker, warn_standin
+from infer.lib.standin import pop_standin_marker, warn_standin
 
 _log = get_logger("hubert")
 
@@ -603,162 +601,3 @@ def load_hubert(path: str | os.PathLike[str], device: str | torch.device = "cpu"
         warn_standin(f"HuBERT {path.name}", standin)
     _log.info("HuBERT loaded from %s: %d layers, width %d, %s on %s", path, cfg.layers, cfg.embed_dim, dtype, device)
     return model
-
-
-# ----------------------------------------------------------------------------------------------------
-# Stand-in weights in the published format
-
-STANDIN_CONFIGS: dict[str, HubertConfig] = {
-    "base": HubertConfig(),
-    "tiny": HubertConfig(
-        conv_layers=parse_conv_layers("[(32,10,5)] + [(32,3,2)] * 4 + [(32,2,2)] * 2"),
-        embed_dim=32,
-        ffn_dim=64,
-        heads=2,
-        conv_pos=16,
-        conv_pos_groups=4,
-        final_dim=16,
-        num_classes=504,
-    ),
-}
-
-
-def _deterministic_tensor(key: str, shape: tuple[int, ...]) -> torch.Tensor:
-    rng = np.random.default_rng(zlib.crc32(key.encode("utf-8")))
-    leaf = key.rsplit(".", 1)[-1]
-    if leaf == "weight_g":
-        arr = np.ones(shape)
-    elif len(shape) >= 2:
-        arr = rng.standard_normal(shape, dtype=np.float32) / np.sqrt(float(np.prod(shape[1:])))
-    elif leaf == "weight":
-        arr = 1.0 + 0.1 * rng.standard_normal(shape, dtype=np.float32)
-    else:
-        arr = 0.01 * rng.standard_normal(shape, dtype=np.float32)
-    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(torch.float16)
-
-
-def _fairseq_cfg(cfg: HubertConfig) -> dict[str, Any]:
-    conv = " + ".join(f"[({d},{k},{s})]" for d, k, s in cfg.conv_layers)
-    model = {
-        "_name": "hubert",
-        "label_rate": 50.0,
-        "extractor_mode": cfg.extractor_mode,
-        "encoder_layers": cfg.layers,
-        "encoder_embed_dim": cfg.embed_dim,
-        "encoder_ffn_embed_dim": cfg.ffn_dim,
-        "encoder_attention_heads": cfg.heads,
-        "activation_fn": "gelu",
-        "layer_type": "transformer",
-        "dropout": 0.1,
-        "attention_dropout": 0.1,
-        "activation_dropout": 0.0,
-        "encoder_layerdrop": 0.05,
-        "dropout_input": 0.1,
-        "dropout_features": 0.1,
-        "final_dim": cfg.final_dim,
-        "untie_final_proj": False,
-        "layer_norm_first": cfg.layer_norm_first,
-        "conv_feature_layers": conv,
-        "conv_bias": cfg.conv_bias,
-        "logit_temp": 0.1,
-        "target_glu": False,
-        "feature_grad_mult": 0.1,
-        "mask_length": 10,
-        "mask_prob": 0.8,
-        "mask_selection": "static",
-        "mask_other": 0.0,
-        "no_mask_overlap": False,
-        "mask_min_space": 1,
-        "mask_channel_length": 10,
-        "mask_channel_prob": 0.0,
-        "mask_channel_selection": "static",
-        "mask_channel_other": 0.0,
-        "no_mask_channel_overlap": False,
-        "mask_channel_min_space": 1,
-        "conv_pos": cfg.conv_pos,
-        "conv_pos_groups": cfg.conv_pos_groups,
-        "latent_temp": [2.0, 0.5, 0.999995],
-        "skip_masked": False,
-        "skip_nomask": False,
-        "checkpoint_activations": False,
-        "required_seq_len_multiple": 2,
-    }
-    task = {
-        "_name": "hubert_pretraining",
-        "data": "/nonexistent",
-        "fine_tuning": False,
-        "labels": ["km"],
-        "label_dir": None,
-        "label_rate": 50.0,
-        "sample_rate": SAMPLE_RATE,
-        "normalize": cfg.normalize,
-        "enable_padding": False,
-        "max_keep_size": None,
-        "max_sample_size": 250000,
-        "min_sample_size": 32000,
-        "single_target": False,
-        "random_crop": True,
-        "pad_audio": False,
-    }
-    return {
-        "_name": None,
-        "common": {"_name": None, "fp16": True, "seed": 1337, "log_interval": 200},
-        "model": model,
-        "task": task,
-        "criterion": {"_name": "hubert", "pred_masked_weight": 1.0, "pred_nomask_weight": 0.0},
-        "optimizer": {"_name": "adam", "adam_betas": "(0.9,0.98)", "adam_eps": 1e-06, "weight_decay": 0.01},
-        "lr_scheduler": {"_name": "polynomial_decay", "warmup_updates": 32000},
-    }
-
-
-def _dictionary(n_symbols: int) -> InertObject:
-    """An object that pickles as a `fairseq.data.dictionary.Dictionary` with `n_symbols` (4 special + units)."""
-    specials = ["<s>", "<pad>", "</s>", "<unk>"]
-    symbols = specials + [str(i) for i in range(max(n_symbols - len(specials), 0))]
-    d = inert_class(DICTIONARY_CLASS)()
-    d.__setstate__(
-        {
-            "bos_word": "<s>",
-            "unk_word": "<unk>",
-            "pad_word": "<pad>",
-            "eos_word": "</s>",
-            "symbols": symbols,
-            "count": [1] * len(specials) + [0] * (len(symbols) - len(specials)),
-            "indices": {s: i for i, s in enumerate(symbols)},
-            "bos_index": 0,
-            "pad_index": 1,
-            "eos_index": 2,
-            "unk_index": 3,
-            "nspecial": len(specials),
-        }
-    )
-    return d
-
-
-def write_standin_hubert(path: str | os.PathLike[str], size: str = "base") -> Path:
-    """Write a stand-in `hubert_base.pt` in fairseq's on-disk format (deterministic fp16 weights, marked).
-
-    `size`: "base" (the published architecture: 12 layers, width 768, final_proj 256, 504 classes)
-    or "tiny" (12 layers, width 32) for fast tests. The file loads with `load_hubert` like the real one.
-    """
-    if size not in STANDIN_CONFIGS:
-        raise ValueError(f"size must be one of {sorted(STANDIN_CONFIGS)}, got {size!r}")
-    cfg = STANDIN_CONFIGS[size]
-    with torch.device("meta"):
-        shapes = {k: tuple(v.shape) for k, v in HubertModel(cfg).state_dict().items()}
-    state = {k: _deterministic_tensor(k, shape) for k, shape in shapes.items()}
-    ckpt = {
-        "cfg": _fairseq_cfg(cfg),
-        "model": state,
-        "task_state": {"dictionaries": [_dictionary(cfg.num_classes)]},
-        "args": None,
-        "optimizer_history": [
-            {"criterion_name": "hubert", "optimizer_name": "adam", "lr_scheduler_state": {"best": None}}
-        ],
-        "extra_state": {"epoch": 1},
-        "last_optimizer_state": None,
-        STANDIN_KEY: f"stand-in HuBERT {size} (deterministic values, not the published weights)",
-    }
-    path = Path(path)
-    save_fairseq_checkpoint(ckpt, path)
-    return path
