@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from infer.lib.config import RVCConfig, load_config, tiny_network
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = Path(os.environ.get("RVC_SHARED_DIR", REPO_ROOT.parent / "shared")).resolve()
+from infer.lib.config import RVCConfig
+from tests.support import REPO_ROOT, SHARED_DIR
+from tests.support.training import make_tiny_config
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -48,13 +47,6 @@ def joe_10min() -> Path:
     return _need(SHARED_DIR / "data" / "joe_10min")
 
 
-def make_tiny_config(version: str = "v2", sample_rate: str = "40k") -> RVCConfig:
-    """The real config for (version, sample_rate) with a network small enough for CPU tests."""
-    cfg = tiny_network(load_config(version, sample_rate))
-    train = dataclasses.replace(cfg.train, batch_size=2, log_interval=1)
-    return dataclasses.replace(cfg, train=train)
-
-
 @pytest.fixture
 def tiny_config() -> Callable[..., RVCConfig]:
     """Factory: `tiny_config("v2", "40k")`."""
@@ -64,7 +56,7 @@ def tiny_config() -> Callable[..., RVCConfig]:
 @pytest.fixture(scope="session")
 def other_audio(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Audio that is not joe: another voice (espeak-ng), white noise, and music without a voice (20 s each)."""
-    from tests.media import make_espeak_voice, make_music, make_noise
+    from tests.support.media import make_espeak_voice, make_music, make_noise
 
     d = tmp_path_factory.mktemp("other-audio")
     return {
@@ -72,3 +64,16 @@ def other_audio(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "noise": make_noise(d / "noise.wav"),
         "music": make_music(d / "music.wav"),
     }
+
+
+@pytest.fixture(scope="session")
+def speech_quiet_ends(joe_1min: Path) -> np.ndarray:
+    """12 s of joe at 40 kHz with 1.5 s of near-silence before and 2 s after (float32)."""
+    import librosa
+    import soundfile as sf
+
+    audio, sr = sf.read(str(sorted(Path(joe_1min).glob("*.wav"))[0]), dtype="float32")
+    audio = librosa.resample(audio[: 12 * sr], orig_sr=sr, target_sr=40000)
+    rng = np.random.default_rng(0)
+    quiet = lambda n: (rng.standard_normal(n) * 1e-4).astype(np.float32)  # noqa: E731
+    return np.concatenate([quiet(60000), audio, quiet(80000)])

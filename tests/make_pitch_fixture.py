@@ -2,7 +2,7 @@
 
 A random-weight generator's output pitch is unrelated to its pitch input, so the octave test of the
 conversion (`tests/test_vc_pitch.py`) needs a generator that has learnt to pass its NSF harmonic
-source through. This trains the tiny test network (`tests.conftest.make_tiny_config("v2", "40k")`)
+source through. This trains the tiny test network (`tests.support.training.make_tiny_config("v2", "40k")`)
 on harmonic tones (1/k harmonics, f0 constant or gliding, 90..330 Hz); the pitch inputs are the
 tones' true f0 at the frame rate, the content input is pitch-free noise (a random unit-scale vector
 per clip, like a stand-in HuBERT's near-constant output on a tone, plus frame noise), so the only
@@ -106,7 +106,7 @@ def train_pitch_model(steps: int = DEFAULT_STEPS, seed: int = 0, log_every: int 
 
     from infer.lib.mel import mel_spectrogram
     from infer.lib.models import build_generator
-    from tests.conftest import make_tiny_config
+    from tests.support.training import make_tiny_config
 
     cfg = make_tiny_config("v2", "40k")
     torch.manual_seed(seed)

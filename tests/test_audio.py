@@ -8,7 +8,7 @@ import soundfile as sf
 
 from infer.lib.audio import AudioDecodeError, convert_to_wav, describe_bad_file, load_audio, probe
 from infer.lib.errors import UserInputError
-from tests.media import make_media
+from tests.support.media import make_media
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ import zipfile
 import pytest
 import requests
 
-from tests.http_server import LocalHTTPServer
-from tests.product_support import (
+from tests.support.http_server import LocalHTTPServer
+from tests.support.product import (
     REPO_ROOT,
     WebhookReceiver,
     cog_server,

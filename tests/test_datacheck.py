@@ -207,7 +207,7 @@ def test_voice_quality_reads_the_speaker_and_calls_out_a_wrong_voice(
 
 def test_a_long_file_loses_the_minutes_of_another_voice(joe_10min: Path, tmp_path: Path) -> None:
     """An "interview" in one file: joe, then about two minutes of another voice, then joe again."""
-    from tests.media import ESPEAK_TEXT, make_espeak_voice
+    from tests.support.media import ESPEAK_TEXT, make_espeak_voice
 
     joe_files = sorted(joe_10min.glob("*.wav"))
     other = make_espeak_voice(tmp_path / "guest.wav", text=" ".join([ESPEAK_TEXT] * 9))

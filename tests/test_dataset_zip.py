@@ -12,7 +12,7 @@ import pytest
 from infer.lib.audio import load_audio
 from infer.lib.dataset_zip import ZipLimits, extract_dataset_zip
 from infer.lib.errors import UserInputError
-from tests.media import make_media
+from tests.support.media import make_media
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from infer.lib.errors import CancelledError, ConfigError, UserInputError
 from infer.lib.urls import check_destination, is_public_address, redact_text, redact_url
 from infer.lib.wav_downloader import DownloadSettings, WavDownloader
-from tests.http_server import LocalHTTPServer, Reply
+from tests.support.http_server import LocalHTTPServer, Reply
 
 FAST = DownloadSettings(connect_timeout_s=2, read_timeout_s=30, retries=2, backoff_s=0.05, max_workers=2)
 

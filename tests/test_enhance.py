@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import librosa
 import numpy as np
 import pytest
 import torch
@@ -164,3 +165,23 @@ def test_enhance_long_file_default_chunks(standin_dir, joe_1min):
     audio = np.concatenate([load_audio(p, sr) for p in sorted(joe_1min.glob("*.wav"))[:2]])[: 30 * sr]
     out = get_enhancer(standin_dir).enhance(audio, sr)
     assert out.shape == audio.shape and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("sr", [40000, 48000, 32000, 16000])
+@pytest.mark.parametrize("top_db", [40.0, 20.0, 60.0])
+def test_trim_silence_cuts_where_librosa_trim_does(speech_quiet_ends, sr, top_db):
+    speech = speech_quiet_ends
+    x = speech if sr == 40000 else librosa.resample(speech, orig_sr=40000, target_sr=sr)
+    frame = max(64, int(2 ** round(np.log2(2048 * sr / 44100))))
+    ref, _ = librosa.effects.trim(x, top_db=top_db, frame_length=frame, hop_length=frame // 4)
+    got = trim_silence(x, sr, top_db)
+    assert got.shape == ref.shape and np.shares_memory(got, x)
+    assert np.array_equal(got, ref)
+    assert 0 < got.shape[0] < x.shape[0]  # the quiet ends really were cut
+
+
+def test_trim_silence_edge_cases():
+    assert trim_silence(np.zeros(1000, np.float32), 40000).shape == (0,)
+    assert trim_silence(np.zeros(0, np.float32), 40000).shape == (0,)
+    tone = np.sin(np.arange(40000) / 10).astype(np.float32)
+    assert trim_silence(tone, 40000).shape == tone.shape  # nothing quieter than the loudest frame

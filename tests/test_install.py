@@ -86,7 +86,7 @@ def test_check_wheels_reads_json_and_html_indexes(tmp_path: Path, monkeypatch: p
     import json
     import socket
 
-    from tests.http_server import LocalHTTPServer
+    from tests.support.http_server import LocalHTTPServer
 
     def simple_json(*names: str) -> bytes:
         return json.dumps({"meta": {"api-version": "1.1"}, "files": [{"filename": n} for n in names]}).encode()

@@ -16,8 +16,8 @@ import pytest
 from infer.lib.diskspace import disk_full_error, ensure_free_space, is_disk_full
 from infer.lib.errors import DiskFullError, UserInputError
 from infer.lib.jobguard import JobLock, is_locked, purge_unlocked
-from tests.conftest import REPO_ROOT
-from tests.http_server import LocalHTTPServer
+from tests.support import REPO_ROOT
+from tests.support.http_server import LocalHTTPServer
 
 
 def test_purge_spares_job_folders_locked_by_a_live_process(tmp_path: Path) -> None:

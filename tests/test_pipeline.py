@@ -16,7 +16,7 @@ from infer.lib.errors import UserInputError
 from infer.lib.layout import ExperimentLayout
 from infer.modules.train.data import BucketBatchSampler, split_holdout
 from infer.modules.train.train import TrainSettings, state_path, train
-from tests.train_fixtures import TINY_D_PERIODS, copy_experiment, tiny_modules, tiny_train_config
+from tests.support.training import TINY_D_PERIODS, copy_experiment, tiny_modules, tiny_train_config
 
 _RUN: dict[str, Any] = {}
 
@@ -305,7 +305,7 @@ def test_weights_come_from_the_weights_folder_and_standins_are_named(tmp_path: P
     # A stand-in folder written by the real tool, used offline through WeightDownloader.
     from infer.lib.weights import WeightsSettings
     from infer.modules.train.pipeline import TrainModules
-    from tests.train_fixtures import tiny_options
+    from tests.support.training import tiny_options
     from tools.make_standin_weights import main as make_standins
 
     wd = tmp_path / "weights"

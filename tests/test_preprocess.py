@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 
+import librosa
 import numpy as np
 import pytest
 import soundfile as sf
@@ -16,10 +18,11 @@ from infer.modules.train.preprocess import (
     collect_inputs,
     normalize_segment,
     preprocess,
+    resample_to_16k,
     segment_starts,
 )
-from tests.http_server import LocalHTTPServer
-from tests.media import make_media
+from tests.support.http_server import LocalHTTPServer
+from tests.support.media import make_media
 
 
 def _segments(d):
@@ -174,29 +177,6 @@ def test_segmentation_and_normalisation_rules():
     assert normalize_segment(np.zeros(4, np.float32)) is None
 
 
-def test_slicer_cuts_long_silences_only():
-    from infer.lib.slicer import Slicer, SlicerParams
-
-    sr = 16000
-    t = np.arange(2 * sr) / sr
-    tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
-    z = lambda s: np.zeros(int(s * sr), np.float32)  # noqa: E731
-    # tone 2 s | 1 s silence (cut, 0.5 s kept before the next tone) | tone | 0.2 s pause (kept) | tone | 1 s tail
-    audio = np.concatenate([tone, z(1.0), tone, z(0.2), tone, z(1.0)])
-    chunks = Slicer(sr).slice(audio)
-    assert len(chunks) == 2
-    assert abs(len(chunks[0]) / sr - 2.0) < 0.08
-    assert abs(len(chunks[1]) / sr - 4.7) < 0.08
-    # chunks are views of the input: the second starts 0.5 s before the second tone (at 3.0 s)
-    start = (chunks[1].__array_interface__["data"][0] - audio.__array_interface__["data"][0]) // audio.itemsize
-    assert np.shares_memory(chunks[0], audio) and abs(start / sr - 2.5) < 0.05
-    assert Slicer(sr).ranges(audio) == [(0, len(chunks[0])), (start, start + len(chunks[1]))]
-    assert Slicer(sr).ranges(tone) == [(0, tone.size)]  # no silence: the whole input back
-    assert np.array_equal(Slicer(sr).slice(tone)[0], tone)
-    with pytest.raises(ValueError):
-        SlicerParams(min_length_ms=100, min_interval_ms=400)
-
-
 def _long_stereo_with_clipping(joe_1min, path, seconds=40.0):
     """Real speech at 44.1 kHz, stereo (right = 0.6 * left), a clipped stretch in the middle: a FLAC."""
     from scipy.signal import resample_poly
@@ -266,3 +246,30 @@ def test_an_hour_preprocesses_in_bounded_memory(joe_1min, tmp_path):
     duration, segments, maxrss_kb = float(out[0]), int(out[1]), int(out[2])
     assert duration >= 3600 and segments > 900
     assert maxrss_kb < 600_000, f"peak RSS {maxrss_kb / 1e6:.2f} GB for an hour of audio"
+
+
+@pytest.mark.parametrize("sr", [40000, 48000, 32000, 22050, 44100])
+def test_resample_to_16k_is_librosa_resample(speech_quiet_ends, sr):
+    speech = speech_quiet_ends
+    x = speech[: 3 * 40000 + 123] if sr == 40000 else librosa.resample(speech[:120123], orig_sr=40000, target_sr=sr)
+    ref = librosa.resample(x, orig_sr=sr, target_sr=16000)
+    got = resample_to_16k(x, sr)
+    assert got.dtype == ref.dtype and np.array_equal(got, ref)
+    assert resample_to_16k(x, 16000) is x
+
+
+def test_probe_all_in_parallel_keeps_file_order_and_lists_every_bad_file(tmp_path, joe_1min):
+    from infer.lib.errors import UserInputError
+    from infer.modules.train.preprocess import probe_all
+
+    wavs = sorted(Path(joe_1min).glob("*.wav"))
+    files = [wavs[i % len(wavs)] for i in range(10)]
+    one_by_one = probe_all(files, threads=1)
+    assert probe_all(files, threads=8) == one_by_one
+    assert [round(i["duration_s"], 2) for i in one_by_one] == [round(sf.info(str(f)).duration, 2) for f in files]
+    bad1, bad2 = tmp_path / "bad1.wav", tmp_path / "bad2.mp3"
+    bad1.write_bytes(b"RIFF not audio")
+    bad2.write_bytes(b"\x00" * 100)
+    with pytest.raises(UserInputError, match="2 of 12") as e:
+        probe_all([*files[:5], bad1, *files[5:], bad2], threads=8)
+    assert "bad1.wav" in str(e.value) and "bad2.mp3" in str(e.value)

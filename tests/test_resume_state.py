@@ -176,7 +176,7 @@ def test_bad_resume_zip_fails_the_run_before_any_stage(tmp_path: Path, tiny_conf
 
 
 def test_tools_train_refuses_a_bad_resume_zip_before_downloading(tmp_path: Path, capsys) -> None:
-    from tests.http_server import LocalHTTPServer
+    from tests.support.http_server import LocalHTTPServer
     from tools.train import main
 
     z = make_zip(tmp_path / "m.zip", good_state(checkpoint_g="../../G_12.pth"))

@@ -14,7 +14,7 @@ from infer.lib.layout import ExperimentLayout
 from infer.modules.train.data import BucketBatchSampler, Sample, collate, load_sample, split_holdout
 from infer.modules.train.filelist import FilelistEntry
 from infer.modules.train.train import TrainSettings, auto_batch_size, slice_segments
-from tests.train_fixtures import tiny_train_config
+from tests.support.training import tiny_train_config
 
 # ------------------------------------------------------------------------------------------ data
 

@@ -1,4 +1,4 @@
-"""Voice conversion (issue 8): the algorithm's steps, then whole conversions with real tiny models."""
+"""Voice conversion: the algorithm's steps, then whole conversions with real tiny models."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from infer.modules.vc.pipeline import (
     retrieve_features,
 )
 from infer.modules.vc.vc import pick_preview_excerpt, read_feature_index
-from tests.conftest import make_tiny_config
+from tests.support.training import make_tiny_config
 
 SR16 = 16000
 
@@ -496,7 +496,7 @@ def test_converts_with_a_model_our_training_just_produced(tmp_path_factory, joe_
     import soundfile as sf
 
     from infer.modules.vc import ConvertParams
-    from tests.train_fixtures import tiny_modules
+    from tests.support.training import tiny_modules
 
     root = tmp_path_factory.mktemp("trained")
     tm = tiny_modules(root / "exp", tmp_path_factory)

@@ -11,8 +11,8 @@ import soundfile as sf
 
 from infer.lib.errors import UserInputError
 from infer.lib.wav_downloader import DownloadSettings, WavDownloader, safe_stem
-from tests.http_server import LocalHTTPServer, Reply
-from tests.media import make_media
+from tests.support.http_server import LocalHTTPServer, Reply
+from tests.support.media import make_media
 
 FAST = DownloadSettings(connect_timeout_s=2, read_timeout_s=0.5, retries=2, backoff_s=0.05, max_workers=4)
 

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from infer.lib.errors import UserInputError
-from tests.product_support import REPO_ROOT, free_port, make_standin_weights, product_env, stop_process
+from tests.support.product import REPO_ROOT, free_port, make_standin_weights, product_env, stop_process
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

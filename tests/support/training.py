@@ -1,6 +1,7 @@
 """Helpers for the training tests: a tiny network on ../shared/data/joe_1min through the real stages.
 
-`tiny_modules()` is a `TrainModules` with conftest's tiny synthesizer (3200-sample slices), a
+`make_tiny_config()` is the real config with a network small enough for CPU tests. `tiny_modules()` is
+a `TrainModules` with that tiny synthesizer (3200-sample slices), a
 discriminator with one period (plus the scale discriminator), from scratch, pitch by pm, and a
 stand-in HuBERT base in the fairseq format (the real network with deterministic weights).
 `copy_experiment()` gives a test its own copy of an experiment folder.
@@ -13,16 +14,21 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from infer.lib.config import RVCConfig
+from infer.lib.config import RVCConfig, load_config, tiny_network
 from infer.lib.layout import ExperimentLayout
 
 _CACHE: dict[str, Any] = {}
 TINY_D_PERIODS = (2,)
 
 
-def tiny_train_config() -> RVCConfig:
-    from conftest import make_tiny_config
+def make_tiny_config(version: str = "v2", sample_rate: str = "40k") -> RVCConfig:
+    """The real config for (version, sample_rate) with a network small enough for CPU tests."""
+    cfg = tiny_network(load_config(version, sample_rate))
+    train = dataclasses.replace(cfg.train, batch_size=2, log_interval=1)
+    return dataclasses.replace(cfg, train=train)
 
+
+def tiny_train_config() -> RVCConfig:
     cfg = make_tiny_config("v2", "40k")
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, segment_size=3200))
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import requests
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.support import REPO_ROOT
+
 VENV_BIN = Path(sys.executable).parent
 
 
