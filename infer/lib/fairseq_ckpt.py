@@ -253,10 +253,3 @@ def save_fairseq_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str]) -
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-
-
-def inert_state(obj: Any, dotted: str) -> dict[str, Any] | None:
-    """The BUILD state of `obj` when it is an inert `dotted` object with a dict state, else None."""
-    if isinstance(obj, InertObject) and obj.pickled_class == dotted and isinstance(obj.state, dict):
-        return obj.state
-    return None

@@ -195,8 +195,8 @@ class FeatureExtractor(nn.Module):
         frames equal those of the row run alone; frames past a row's `num_frames(length)` are garbage.
 
         On the CPU, rows without `lengths` run one at a time (the same numbers): the first layers' outputs
-        are 512 channels at 3.2 kHz (24 MB for 3.7 s), and a batch of them falls out of the cache (about
-        10% slower a row than alone); the transformer after it gains from the batch.
+        are 512 channels at 3.2 kHz (24 MB for 3.7 s), and a batch of them falls out of the cache (slower
+        a row than alone); the transformer after it gains from the batch.
         """
         if lengths is None and wav.device.type == "cpu" and wav.shape[0] > 1:
             return torch.cat([self(row[None]) for row in wav])

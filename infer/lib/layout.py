@@ -11,7 +11,6 @@
   config.json                  the training config in the reference JSON layout
   G_<step>.pth, D_<step>.pth   training checkpoints
   tensorboard/                 event files
-  cache/                       extraction cache (keyed by content and settings)
   reports/                     JSON reports of each stage
   train.log                    the run's log
 """
@@ -81,10 +80,6 @@ class ExperimentLayout:
     @property
     def tensorboard_dir(self) -> Path:
         return self.root / "tensorboard"
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.root / "cache"
 
     @property
     def reports_dir(self) -> Path:

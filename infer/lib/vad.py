@@ -11,14 +11,11 @@ Speed: the network is a small recurrent model run one 32 ms window at a time, so
 costs more in call overhead than in arithmetic. Recordings are cut into pieces of `CHUNK_S` (5)
 seconds and all pieces run side by side as one batch (`audio_forward` on [pieces, samples]), each
 piece preceded by `PREROLL` (0.5 s) of the audio before it so the network's state has settled when
-its own windows start. On joe_10min this takes 0.55 CPU s instead of 0.96 with one piece per file
-(about 4 s window by window), and finds 533.1 s of speech instead of 532.5 s (0.2%, the differences
-at piece starts). A recording no longer than a piece gets exactly silero's own
-`get_speech_timestamps` regions (tested).
+its own windows start; the regions differ from one piece per file only near piece starts. A
+recording no longer than a piece gets exactly silero's own `get_speech_timestamps` regions (tested).
 
 The network runs on one torch thread (`one_thread`): for a model this small, a second thread costs
-more in synchronisation than it gains, badly so on a loaded machine (2 threads at load 6 on 2 cores:
-6-18 s for joe_10min; 1 thread: 1.9 s).
+more in synchronisation than it gains, badly so on a loaded machine. Measured speeds: bench/README.md.
 
 `get_speech_detector()` gives the process's one detector (loaded on first use, about 0.05 s).
 Importing `silero_vad` sets torch's thread count to 1 for the whole process; `load_silero_model`

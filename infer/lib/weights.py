@@ -38,7 +38,7 @@ import time
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -858,13 +858,3 @@ def record_standins(weights_dir: str | os.PathLike[str], names: Iterable[str]) -
     }
     atomic_write_text(listing, json.dumps(doc, indent=1) + "\n")
     return files
-
-
-def fetch_weights(names: Sequence[str], settings: WeightsSettings | None = None) -> dict[str, Path]:
-    """`WeightDownloader(settings or WeightsSettings.from_env()).fetch(names)`."""
-    return WeightDownloader(settings).fetch(names)
-
-
-def with_dir(settings: WeightsSettings, weights_dir: Path) -> WeightsSettings:
-    """`settings` with another weights folder."""
-    return replace(settings, weights_dir=Path(weights_dir))

@@ -15,9 +15,8 @@ Speed: pm, dio and harvest run in a thread pool in this process (WORLD releases 
 fast that starting processes cost more than the work on a minute of audio); the torch methods on the
 CPU run in a process pool over files (each worker loads its model once and uses cores / workers
 threads; RMVPE workers take up to `RMVPE_CPU_BATCH` segments of equal padded length at once, which
-shares the network's bottleneck and GRU: 21% less a 3.7 s segment in one process, 3-6% on joe_10min,
-whose shorter segments mostly have no partner); CUDA methods run in this process, RMVPE batching
-segments of equal padded length. Results are cached by (file content, method settings) in `cache`, so a
+shares the network's bottleneck and GRU between them); CUDA methods run in this process, RMVPE batching
+segments of equal padded length. Measured speeds: bench/README.md. Results are cached by (file content, method settings) in `cache`, so a
 re-run extracts nothing.
 """
 

@@ -12,7 +12,6 @@ sub-layout: `0_gt_wavs/mute.wav`, `1_16k_wavs/mute.wav`, `3_featureD/mute.npy`, 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,7 +92,7 @@ def mute_layout(exp: ExperimentLayout) -> ExperimentLayout:
 def write_mute_audio(exp: ExperimentLayout, sr: int, seconds: float = MUTE_SECONDS) -> ExperimentLayout:
     """Write `seconds` of silence at `sr` (0_gt_wavs) and at 16 kHz (1_16k_wavs) into the mute layout.
 
-    Returns the mute layout; run the feature and pitch stages on it next (`prepare_mute`).
+    Returns the mute layout; the features and f0 stages then compute its entries.
     """
     import soundfile as sf
 
@@ -113,29 +112,6 @@ def mute_files_present(exp: ExperimentLayout, use_f0: bool) -> bool:
     if use_f0:
         files += [mute.f0_file(MUTE_NAME), mute.f0nsf_file(MUTE_NAME)]
     return all(f.is_file() for f in files)
-
-
-def prepare_mute(
-    exp: ExperimentLayout,
-    sr: int,
-    use_f0: bool,
-    extract_features: Callable[[ExperimentLayout], Any],
-    extract_f0: Callable[[ExperimentLayout], Any] | None,
-) -> ExperimentLayout:
-    """Compute the mute entries with the run's own extractors.
-
-    `extract_features(layout)` and `extract_f0(layout)` run the feature and pitch stages (with the
-    run's HuBERT, device and f0 method bound) on a layout; here they get the mute layout.
-    """
-    mute = write_mute_audio(exp, sr)
-    extract_features(mute)
-    if use_f0:
-        if extract_f0 is None:
-            raise ValueError("prepare_mute: a pitch model needs extract_f0")
-        extract_f0(mute)
-    if not mute_files_present(exp, use_f0):
-        raise RuntimeError(f"the feature/pitch stages did not write the mute files under {mute.root}")
-    return mute
 
 
 def _names(folder: Path, suffix: str) -> set[str]:
@@ -170,7 +146,7 @@ def segment_entries(exp: ExperimentLayout, use_f0: bool, speaker: int = 0) -> tu
 def mute_entries(exp: ExperimentLayout, use_f0: bool, speaker: int = 0, n: int = N_MUTE_ENTRIES) -> list[FilelistEntry]:
     """`n` identical entries pointing at the mute files (which must exist)."""
     if not mute_files_present(exp, use_f0):
-        raise RuntimeError(f"mute files missing under {exp.mute_dir}: run prepare_mute first")
+        raise RuntimeError(f"mute files missing under {exp.mute_dir}: run the features (and f0) stages first")
     mute = mute_layout(exp)
     e = FilelistEntry(
         gt_wav=(mute.gt_wavs_dir / MUTE_NAME).resolve(),

@@ -32,8 +32,8 @@ raw float32 temporary files (`SampleFile`), and each segment is read back alone.
 of a single pass over the whole file (tested); an hour-long file peaks at about 0.25 GB RSS.
 
 Threads, not processes: the heavy parts (libsndfile, soxr, scipy's `lfilter`, numpy) release the GIL,
-so two threads run 1.7x faster than one on 2 cores, where a spawned process pool first spent about
-1 s starting interpreters and importing scipy (more than the whole stage on a minute of audio).
+so threads use the cores without a process pool's start-up (new interpreters importing scipy), which
+costs more than the whole stage on a minute of audio. Measured speeds: bench/README.md.
 
 `collect_inputs(urls, zip_path, work_dir)` turns the user's URLs and/or dataset zip into the file list.
 """
