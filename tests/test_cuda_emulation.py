@@ -110,7 +110,7 @@ def test_preprocess_segments_follow_the_reference_on_gpu(
     want: float,
 ) -> None:
     # 3.7 s as the reference and the README, 3.0 s only on fp32-only GPUs and cards of <= 4 GB.
-    from tests.train_fixtures import tiny_modules
+    from tests.support.training import tiny_modules
 
     tm = tiny_modules(tmp_path / "exp", tmp_path_factory, device="cuda")
     tm.exp.make_dirs()
@@ -277,7 +277,7 @@ def test_stages_release_gpu_memory_and_training_runs_with_shared_models_off_gpu(
 ) -> None:
     import infer.lib.device as device_mod
     import infer.modules.train.train as train_mod
-    from tests.train_fixtures import tiny_modules
+    from tests.support.training import tiny_modules
 
     shared = device_mod.track_gpu_model(torch.nn.Linear(2, 2))  # as HuBERT kept by the Predictor
     moves: list[str] = []
