@@ -198,6 +198,13 @@ def test_relative_position_skews_match_direct_definition(t):
     torch.testing.assert_close(_full_to_band(square, w), _full_to_band_direct(square, w))
 
 
+def test_slice_segments_reads_zeros_past_the_end() -> None:
+    x = torch.arange(2 * 3 * 10, dtype=torch.float32).view(2, 3, 10)
+    out = slice_segments(x, torch.tensor([2, 7]), 4)
+    assert torch.equal(out[0], x[0, :, 2:6])
+    assert torch.equal(out[1, :, :3], x[1, :, 7:10]) and not out[1, :, 3].any()  # zero past the end
+
+
 def test_segment_slicing_stays_inside_valid_frames():
     x = torch.arange(2 * 3 * 20, dtype=torch.float32).reshape(2, 3, 20)
     s = slice_segments(x, torch.tensor([0, 5]), 4)

@@ -13,7 +13,7 @@ from infer.lib.errors import UserInputError
 from infer.lib.layout import ExperimentLayout
 from infer.modules.train.data import BucketBatchSampler, Sample, collate, load_sample, split_holdout
 from infer.modules.train.filelist import FilelistEntry
-from infer.modules.train.train import TrainSettings, auto_batch_size, slice_segments
+from infer.modules.train.train import TrainSettings, auto_batch_size
 from tests.support.training import tiny_train_config
 
 # ------------------------------------------------------------------------------------------ data
@@ -77,13 +77,6 @@ def test_collate_pads_longest_first() -> None:
     assert torch.equal(batch.pitch[1, :9], c.pitch) and batch.pitch.dtype == torch.long
     nof0 = collate([_sample(3, f0=False), _sample(4, f0=False)])
     assert nof0.pitch is None and nof0.pitchf is None
-
-
-def test_slice_segments() -> None:
-    x = torch.arange(2 * 3 * 10, dtype=torch.float32).view(2, 3, 10)
-    out = slice_segments(x, torch.tensor([2, 7]), 4)
-    assert torch.equal(out[0], x[0, :, 2:6])
-    assert torch.equal(out[1, :, :3], x[1, :, 7:10]) and not out[1, :, 3].any()  # zero past the end
 
 
 def test_split_holdout_keeps_mute_for_training(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ Nothing here synchronises with the host (no `.item()`, `.cpu()`), so training st
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 LRELU_SLOPE = 0.1
 
@@ -25,17 +24,19 @@ def sequence_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
 def slice_segments(x: torch.Tensor, starts: torch.Tensor, segment_size: int) -> torch.Tensor:
     """Cut `x[b, ..., starts[b]:starts[b] + segment_size]` for every batch item (last axis is time).
 
-    x: [B, T] or [B, C, T]; starts: [B] long. Returns [B, segment_size] or [B, C, segment_size].
-    Frames past the end of `x` read as zeros.
+    x: [B, T] or [B, C, T]; starts: [B] long, >= 0. Returns [B, segment_size] or [B, C, segment_size].
+    Frames past the end of `x` read as zeros (masked, so no host sync to learn how far to pad).
     """
     t = x.shape[-1]
-    if t < segment_size:
-        x = F.pad(x, (0, segment_size - t))
-    idx = starts.to(torch.long).unsqueeze(1) + torch.arange(segment_size, device=x.device)  # [B, S]
+    if t == 0:
+        return x.new_zeros(*x.shape[:-1], segment_size)
+    idx = starts.to(device=x.device, dtype=torch.long).unsqueeze(1) + torch.arange(segment_size, device=x.device)
+    inside = idx < t  # [B, S]
+    idx = idx.clamp(max=t - 1)
     if x.dim() == 2:
-        return x.gather(1, idx)
+        return x.gather(1, idx).masked_fill(~inside, 0)
     idx = idx.unsqueeze(1).expand(x.shape[0], x.shape[1], segment_size)
-    return x.gather(2, idx)
+    return x.gather(2, idx).masked_fill(~inside.unsqueeze(1), 0)
 
 
 def rand_slice_segments(x: torch.Tensor, lengths: torch.Tensor, segment_size: int) -> tuple[torch.Tensor, torch.Tensor]:

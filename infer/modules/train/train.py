@@ -47,6 +47,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from infer.lib.checkpoint import unwrap_model
 from infer.lib.config import RVCConfig, config_from_dict
 from infer.lib.device import (
     PRECISIONS,
@@ -61,6 +62,7 @@ from infer.lib.errors import CancelledError, UserInputError
 from infer.lib.fileio import atomic_write_text
 from infer.lib.layout import ExperimentLayout
 from infer.lib.log import get_logger, is_terminal
+from infer.lib.models.commons import slice_segments
 from infer.modules.train.data import (
     Batch,
     BucketBatchSampler,
@@ -68,6 +70,7 @@ from infer.modules.train.data import (
     collate,
     estimate_sample_bytes,
     split_holdout,
+    wav_frames,
 )
 from infer.modules.train.filelist import FilelistEntry, read_filelist
 
@@ -75,6 +78,8 @@ _log = get_logger("train")
 
 STATE_FILE = "train_state.json"
 REPORT_FILE = "train.json"
+#: The step in the reference's `G_2333333.pth` / `D_2333333.pth` ("the latest checkpoint"): not a step count.
+REFERENCE_LATEST_STEP = 2333333
 GiB = 1 << 30
 
 
@@ -189,15 +194,6 @@ class TrainReport:
 # --------------------------------------------------------------------------------------------------
 
 
-def slice_segments(x: torch.Tensor, starts: torch.Tensor, size: int) -> torch.Tensor:
-    """x [B, C, T] -> [B, C, size], row b from `starts[b]` (zero where it runs past the end)."""
-    b, c, t = x.shape
-    if t < size + int(starts.max()):
-        x = F.pad(x, (0, size + int(starts.max()) - t))
-    idx = starts.to(x.device).long().view(b, 1, 1) + torch.arange(size, device=x.device).view(1, 1, size)
-    return torch.gather(x, 2, idx.expand(b, c, size))
-
-
 def load_run_config(exp: ExperimentLayout, version: str, sample_rate: str) -> RVCConfig:
     """The experiment's `config.json` as an `RVCConfig`."""
     path = exp.config_path
@@ -283,10 +279,6 @@ def _finite_grad_norm(params: list[torch.nn.Parameter]) -> float:
     return float(norms.norm(2))
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model
-
-
 def _latest_checkpoints(exp: ExperimentLayout) -> tuple[Path, Path, dict[str, Any] | None] | None:
     """(G, D, state) of the latest checkpoint pair, from train_state.json or the newest G_*/D_* files."""
     sp = state_path(exp)
@@ -361,10 +353,7 @@ class _Trainer:
         train_e, held_e = split_holdout(entries, self.s.holdout, self.s.seed)
         self.train_entries: list[FilelistEntry] = train_e
         self.held_entries: list[FilelistEntry] = held_e
-        hop = self.cfg.data.hop_length
-        import soundfile as sf
-
-        frames = sum(min(sf.info(str(e.gt_wav)).frames // hop, 900) for e in entries)
+        frames = sum(wav_frames(str(e.gt_wav), self.cfg.data.hop_length) for e in entries)
         est = estimate_sample_bytes(self.cfg, frames)
         self.in_memory = est <= self.s.memory_limit_mb * (1 << 20)
         store = self.device if (self.in_memory and self.device.type == "cuda") else torch.device("cpu")
@@ -465,7 +454,7 @@ class _Trainer:
             else:
                 # A reference-made checkpoint: `iteration` is the epoch; the lr was saved in the optimizer.
                 stem = g_path.stem.split("_", 1)[1]
-                self.step = int(stem) if stem.isdigit() and int(stem) != 2333333 else 0
+                self.step = int(stem) if stem.isdigit() and int(stem) != REFERENCE_LATEST_STEP else 0
                 for sch in (self.sched_g, self.sched_d):
                     sch.last_epoch = epochs_done
                     sch.base_lrs = [t.learning_rate for _ in sch.base_lrs]
@@ -523,7 +512,7 @@ class _Trainer:
         """
         from infer.lib.losses import feature_loss, generator_loss
 
-        net_d = _unwrap(self.net_d)
+        net_d = unwrap_model(self.net_d)
         params = list(net_d.parameters())
         flags = [p.requires_grad for p in params]
         net_d.requires_grad_(False)
@@ -627,7 +616,7 @@ class _Trainer:
             return None
         from infer.lib.mel import mel_spectrogram, spec_to_mel
 
-        g = _unwrap(self.net_g)
+        g = unwrap_model(self.net_g)
         was_training = g.training
         g.eval()
         losses = []
@@ -649,7 +638,7 @@ class _Trainer:
 
     # ---------------------------------------------------------------- saving
     def _generator_state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu() for k, v in _unwrap(self.net_g).state_dict().items()}
+        return {k: v.detach().cpu() for k, v in unwrap_model(self.net_g).state_dict().items()}
 
     def export(self, path: Path, epoch: int) -> Path:
         from infer.lib.checkpoint import export_small_model
@@ -670,8 +659,8 @@ class _Trainer:
 
         g_path, d_path = self.exp.g_checkpoint(self.step), self.exp.d_checkpoint(self.step)
         lr = self.cfg.train.learning_rate
-        save_checkpoint(g_path, _unwrap(self.net_g), self.optim_g, lr, epoch)
-        save_checkpoint(d_path, _unwrap(self.net_d), self.optim_d, lr, epoch)
+        save_checkpoint(g_path, unwrap_model(self.net_g), self.optim_g, lr, epoch)
+        save_checkpoint(d_path, unwrap_model(self.net_d), self.optim_d, lr, epoch)
         state = {
             "epoch": epoch,
             "step": self.step,
