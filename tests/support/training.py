@@ -87,7 +87,7 @@ def copy_experiment(src: ExperimentLayout, dst: Path, keep_training: bool = Fals
     Without `keep_training` the copy is as before the train stage: no checkpoints, state, models,
     TensorBoard logs or index.
     """
-    from infer.modules.train.train import STATE_FILE
+    from infer.modules.train.state import STATE_FILE
 
     def skip(_d: str, names: list[str]) -> set[str]:
         if keep_training:

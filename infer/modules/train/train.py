@@ -18,7 +18,7 @@ On top of that:
   scale, the step counters of the lost partial epoch taken back;
 - checkpoints `G_<step>.pth` / `D_<step>.pth` in the reference layout (`iteration` = completed epochs)
   every `save_every_epoch` epochs and at the end, atomic, only the latest kept, plus `train_state.json`
-  (step, scheduler, scaler, history) so a resumed run continues exactly;
+  (`state.TrainState`: step, scheduler, scaler, history) so a resumed run continues exactly;
 - a few held-out segments scored each epoch (mel L1 of the conversion path against the real audio);
   the small model of the best held-out epoch is exported beside the final one;
 - a log line every `log_every` steps and per epoch (losses, lr, steps/s, ETA), tqdm in a terminal,
@@ -73,19 +73,18 @@ from infer.modules.train.data import (
     wav_frames,
 )
 from infer.modules.train.filelist import FilelistEntry, read_filelist
+from infer.modules.train.state import (
+    REFERENCE_LATEST_STEP,
+    TrainState,
+    latest_checkpoints,
+    read_state,
+    state_path,
+)
 
 _log = get_logger("train")
 
-STATE_FILE = "train_state.json"
 REPORT_FILE = "train.json"
-#: The step in the reference's `G_2333333.pth` / `D_2333333.pth` ("the latest checkpoint"): not a step count.
-REFERENCE_LATEST_STEP = 2333333
 GiB = 1 << 30
-
-
-def state_path(exp: ExperimentLayout) -> Path:
-    """`<exp>/train_state.json`: where the latest checkpoint pair and the run's history are recorded."""
-    return exp.root / STATE_FILE
 
 
 @dataclass(frozen=True)
@@ -279,37 +278,6 @@ def _finite_grad_norm(params: list[torch.nn.Parameter]) -> float:
     return float(norms.norm(2))
 
 
-def _latest_checkpoints(exp: ExperimentLayout) -> tuple[Path, Path, dict[str, Any] | None] | None:
-    """(G, D, state) of the latest checkpoint pair, from train_state.json or the newest G_*/D_* files."""
-    sp = state_path(exp)
-    if sp.is_file():
-        from infer.lib.resume_state import D_RE, G_RE
-
-        state = json.loads(sp.read_text())
-        gn, dn = state.get("checkpoint_g"), state.get("checkpoint_d")
-        # plain names only: every path is derived from the experiment folder
-        if isinstance(gn, str) and isinstance(dn, str) and G_RE.match(gn) and D_RE.match(dn):
-            g, d = exp.checkpoint_dir / gn, exp.checkpoint_dir / dn
-            if g.is_file() and d.is_file():
-                return g, d, state
-        _log.warning("%s names checkpoints that are missing; looking for G_*.pth files instead", sp.name)
-
-    def steps(prefix: str) -> dict[int, Path]:
-        out = {}
-        for p in exp.checkpoint_dir.glob(f"{prefix}_*.pth"):
-            try:
-                out[int(p.stem.split("_", 1)[1])] = p
-            except ValueError:
-                continue
-        return out
-
-    gs, ds = steps("G"), steps("D")
-    common = sorted(set(gs) & set(ds))
-    if not common:
-        return None
-    return gs[common[-1]], ds[common[-1]], None
-
-
 # --------------------------------------------------------------------------------------------------
 # The worker: one process of (possibly distributed) training
 # --------------------------------------------------------------------------------------------------
@@ -424,7 +392,7 @@ class _Trainer:
         self.scaler_overflows = 0
         self.initial_holdout: float | None = None
         state = None
-        found = _latest_checkpoints(self.exp)
+        found = latest_checkpoints(self.exp)
         self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.optim_g, gamma=t.lr_decay)
         self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.optim_d, gamma=t.lr_decay)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.use_grad_scaler)
@@ -436,21 +404,18 @@ class _Trainer:
             it_d, _ = load_checkpoint(d_path, self.net_d, self.optim_d)
             epochs_done = int(it_g)
             if state is not None:
-                self.step = int(state["step"])
-                epochs_done = int(state["epoch"])
-                self.sched_g.load_state_dict(state["scheduler_g"])
-                self.sched_d.load_state_dict(state["scheduler_d"])
-                if state.get("scaler") and self.precision.use_grad_scaler:
-                    self.scaler.load_state_dict(state["scaler"])
-                self.history = list(state.get("history", []))
-                if state.get("best_epoch") is not None:
-                    self.best = (int(state["best_epoch"]), float(state["best_holdout_mel"]))
-                from infer.lib.resume_state import BEST_RE
-
-                best = state.get("best_model_path")
-                self.best_model_path = best if isinstance(best, str) and BEST_RE.match(best) else None
-                self.skipped = int(state.get("skipped_steps", 0))
-                self.initial_holdout = state.get("initial_holdout_mel")
+                self.step = state.step
+                epochs_done = state.epoch
+                self.sched_g.load_state_dict(state.scheduler_g)
+                self.sched_d.load_state_dict(state.scheduler_d)
+                if state.scaler and self.precision.use_grad_scaler:
+                    self.scaler.load_state_dict(state.scaler)
+                self.history = list(state.history)
+                if state.best_epoch is not None and state.best_holdout_mel is not None:
+                    self.best = (state.best_epoch, state.best_holdout_mel)
+                self.best_model_path = state.best_model_path
+                self.skipped = state.skipped_steps
+                self.initial_holdout = state.initial_holdout_mel
             else:
                 # A reference-made checkpoint: `iteration` is the epoch; the lr was saved in the optimizer.
                 stem = g_path.stem.split("_", 1)[1]
@@ -484,7 +449,7 @@ class _Trainer:
                     self.standin = True
                 if self.is_main:
                     _log.info("warm start: pretrained %s from %s", kind, path)
-        if state is not None and state.get("standin_weights"):
+        if state is not None and state.standin_weights:
             self.standin = True
         self._start_epoch = self.start_epoch
         if self.world > 1:
@@ -661,28 +626,27 @@ class _Trainer:
         lr = self.cfg.train.learning_rate
         save_checkpoint(g_path, unwrap_model(self.net_g), self.optim_g, lr, epoch)
         save_checkpoint(d_path, unwrap_model(self.net_d), self.optim_d, lr, epoch)
-        state = {
-            "epoch": epoch,
-            "step": self.step,
-            "checkpoint_g": g_path.name,
-            "checkpoint_d": d_path.name,
-            "version": self.cfg.version,
-            "sample_rate": self.cfg.sample_rate,
-            "use_f0": self.s.use_f0,
-            "name": self.s.name,
-            "scheduler_g": self.sched_g.state_dict(),
-            "scheduler_d": self.sched_d.state_dict(),
-            "scaler": self.scaler.state_dict() if self.precision.use_grad_scaler else None,
-            "history": self.history,
-            "best_epoch": self.best[0] if self.best else None,
-            "best_holdout_mel": self.best[1] if self.best else None,
-            "best_model_path": self.best_model_path,
-            "skipped_steps": self.skipped,
-            "initial_holdout_mel": self.initial_holdout,
-            "standin_weights": self.standin,
-            "from_scratch": self.s.from_scratch,
-        }
-        atomic_write_text(state_path(self.exp), json.dumps(state, indent=1, default=float))
+        TrainState(
+            epoch=epoch,
+            step=self.step,
+            checkpoint_g=g_path.name,
+            checkpoint_d=d_path.name,
+            version=self.cfg.version,
+            sample_rate=self.cfg.sample_rate,
+            use_f0=self.s.use_f0,
+            name=self.s.name,
+            scheduler_g=self.sched_g.state_dict(),
+            scheduler_d=self.sched_d.state_dict(),
+            scaler=self.scaler.state_dict() if self.precision.use_grad_scaler else None,
+            history=self.history,
+            best_epoch=self.best[0] if self.best else None,
+            best_holdout_mel=self.best[1] if self.best else None,
+            best_model_path=self.best_model_path,
+            skipped_steps=self.skipped,
+            initial_holdout_mel=self.initial_holdout,
+            standin_weights=self.standin,
+            from_scratch=self.s.from_scratch,
+        ).write(self.exp)
         for p in list(self.exp.checkpoint_dir.glob("G_*.pth")) + list(self.exp.checkpoint_dir.glob("D_*.pth")):
             if p not in (g_path, d_path):
                 p.unlink(missing_ok=True)
@@ -845,7 +809,7 @@ class _Trainer:
     def _final_report(self, bs: int, final_epoch: int, t_start: float) -> TrainReport:
         s = self.s
         model_path = self.export(self.exp.root / f"{s.name}.pth", final_epoch)
-        st = json.loads(state_path(self.exp).read_text())
+        st = read_state(self.exp)
         last = self.history[-1] if self.history else {}
         report = TrainReport(
             start_epoch=self._start_epoch,
@@ -867,8 +831,8 @@ class _Trainer:
             best_holdout_mel=self.best[1] if self.best else None,
             model_path=str(model_path),
             best_model_path=str(self.exp.root / self.best_model_path) if self.best_model_path else None,
-            checkpoint_g=str(self.exp.root / st["checkpoint_g"]),
-            checkpoint_d=str(self.exp.root / st["checkpoint_d"]),
+            checkpoint_g=str(self.exp.root / st.checkpoint_g),
+            checkpoint_d=str(self.exp.root / st.checkpoint_d),
             history=self.history,
             seconds=round(time.monotonic() - t_start, 3),
             from_scratch=s.from_scratch,
