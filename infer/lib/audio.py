@@ -8,6 +8,9 @@ Three operations, all thin wrappers over the `ffprobe`/`ffmpeg` executables run 
 - `load_audio(path, sr) -> np.ndarray`: decoded, downmixed and resampled by ffmpeg, float32 mono in
   [-1, 1] (values slightly above 1 are kept as decoded), shape [samples].
 
+The extraction stages read the 16 kHz segments preprocessing wrote with `list_segments(folder)` and
+`read_wav16k(path)` (libsndfile, channels averaged as the reference's `readwave`).
+
 Uncompressed and FLAC files (WAV/AIFF/FLAC with PCM or float samples, mono or stereo: every file the
 WavDownloader writes) take a fast path instead: libsndfile reads the header and the samples in this
 process, and soxr (HQ, as `librosa.resample`) resamples. Starting ffprobe and ffmpeg once per file
@@ -298,3 +301,24 @@ def decode_check(path: str | os.PathLike[str], seconds: float = 2.0) -> None:
         n = len(proc.stdout) // 4
     if n == 0:
         raise AudioDecodeError(f"{path.name}: no audio could be decoded (the file is truncated or empty)")
+
+
+SEGMENT_RATE = 16000  # the rate of the segments in `1_16k_wavs` (HuBERT's and the pitch extractors')
+
+
+def list_segments(folder: Path) -> list[Path]:
+    """The `.wav` files of a segment folder, sorted by name (hidden temporary files skipped)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix == ".wav" and not p.name.startswith("."))
+
+
+def read_wav16k(path: Path) -> np.ndarray:
+    """A 16 kHz segment wav as float32 mono [T] (channels averaged, as the reference's `readwave`);
+    ValueError for another rate."""
+    import soundfile as sf
+
+    audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    if sr != SEGMENT_RATE:
+        raise ValueError(f"{path.name} is {sr} Hz, expected {SEGMENT_RATE}")
+    return audio.mean(axis=1, dtype=np.float32) if audio.shape[1] > 1 else audio[:, 0]

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from infer.lib.audio import list_segments, read_wav16k
 from infer.lib.cache import ArrayCache
 from infer.lib.errors import RVCError, UserInputError
 from infer.lib.f0 import NEEDS_WEIGHTS_FILE, SAMPLE_RATE, F0Extractor, F0Settings, coarse_f0
@@ -69,23 +70,6 @@ class F0Report:
         return d
 
 
-def list_segments(wavs16k_dir: Path) -> list[Path]:
-    """The `.wav` files of the 16 kHz folder, sorted by name (hidden temp files skipped)."""
-    if not wavs16k_dir.is_dir():
-        return []
-    return sorted(p for p in wavs16k_dir.iterdir() if p.suffix == ".wav" and not p.name.startswith("."))
-
-
-def read_16k(path: Path) -> np.ndarray:
-    """A 16 kHz wav as float32 mono [T]; ValueError for another rate."""
-    import soundfile as sf
-
-    audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    if sr != SAMPLE_RATE:
-        raise ValueError(f"{path.name} is {sr} Hz, expected {SAMPLE_RATE}")
-    return audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
-
-
 THREADED_METHODS = ("pm", "dio", "harvest")  # no torch: threads in this process, no process start-up
 RMVPE_CPU_BATCH = 8  # segments a CPU worker runs through RMVPE together
 
@@ -104,7 +88,7 @@ def _worker_init(settings: F0Settings, threads: int) -> None:
 
 def _compute(extractor: F0Extractor, path: str) -> tuple[str, np.ndarray | None, str | None]:
     try:
-        return path, extractor.compute(read_16k(Path(path))), None
+        return path, extractor.compute(read_wav16k(Path(path))), None
     except Exception as e:  # reported per file by the parent
         return path, None, f"{type(e).__name__}: {e}"
 
@@ -116,7 +100,7 @@ def _worker_compute_many(paths: list[str]) -> list[tuple[str, np.ndarray | None,
     if len(paths) == 1:
         return [_compute(_WORKER, paths[0])]
     try:
-        outs = _WORKER.compute_many([read_16k(Path(p)) for p in paths])
+        outs = _WORKER.compute_many([read_wav16k(Path(p)) for p in paths])
     except Exception:
         return [_compute(_WORKER, p) for p in paths]
     return [(p, f0, None) for p, f0 in zip(paths, outs, strict=True)]
@@ -251,7 +235,7 @@ def extract_f0(
         groups = [todo[i : i + batch] for i in range(0, len(todo), batch)]
         for group in progress(groups, f"f0 {method}", unit="batch" if batch > 1 else "seg", logger=_log):
             try:
-                audios = [read_16k(p) for p in group]
+                audios = [read_wav16k(p) for p in group]
                 outs = extractor.compute_many(audios) if batch > 1 else [extractor.compute(audios[0])]
                 for p, f0 in zip(group, outs, strict=True):
                     done(p, f0, None)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from infer.lib.audio import list_segments, read_wav16k
 from infer.lib.cache import ArrayCache
 from infer.lib.errors import RVCError, UserInputError
 from infer.lib.fileio import atomic_np_save, sha256_file
@@ -79,23 +80,6 @@ class FeatureReport:
         d["rtf"] = self.rtf
         d["n_written"] = self.n_written
         return d
-
-
-def list_segments(wavs16k_dir: Path) -> list[Path]:
-    """The `.wav` files of the 16 kHz folder, sorted by name (hidden temporary files skipped)."""
-    if not wavs16k_dir.is_dir():
-        return []
-    return sorted(p for p in wavs16k_dir.iterdir() if p.suffix == ".wav" and not p.name.startswith("."))
-
-
-def read_wav16k(path: Path) -> np.ndarray:
-    """A 16 kHz wav as float32 mono [T] (channels averaged, as the reference's `readwave`)."""
-    import soundfile as sf
-
-    audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    if sr != SAMPLE_RATE:
-        raise ValueError(f"{path.name} is {sr} Hz, expected {SAMPLE_RATE}")
-    return audio.mean(axis=1, dtype=np.float32) if audio.shape[1] > 1 else audio[:, 0]
 
 
 def _weights_id(model: HubertModel) -> str:
