@@ -21,7 +21,7 @@ from infer.lib.options import (
     label,
     parse_batch_size,
 )
-from tests.product_support import REPO_ROOT
+from tests.support import REPO_ROOT
 
 SEED_API_DEFAULTS = {
     "sample_rate": "48k",
