@@ -161,11 +161,3 @@ def label(name: str) -> str:
 def choices(name: str) -> tuple[str, ...]:
     """The allowed values of a Literal-typed option (its type annotation's arguments)."""
     return get_args(get_type_hints(TrainOptions)[name])
-
-
-def options_from_dict(d: dict[str, Any]) -> TrainOptions:
-    """`TrainOptions` from a plain dict of field names, refusing unknown keys."""
-    unknown = sorted(set(d) - set(OPTION_FIELDS))
-    if unknown:
-        raise UserInputError(f"unknown option(s) {unknown}; known: {sorted(OPTION_FIELDS)}")
-    return TrainOptions(**d)

@@ -40,13 +40,13 @@ from infer.lib.errors import CancelledError, UserInputError
 from infer.lib.fileio import atomic_path, atomic_write_text
 from infer.lib.layout import ExperimentLayout
 from infer.lib.log import get_logger
-from infer.lib.options import TrainOptions, options_from_dict
+from infer.lib.options import TrainOptions
 from infer.modules.train.progress import JobProgress, job_stages
 
 _log = get_logger("pipeline")
 
 UNTIL_CHOICES: tuple[str, ...] = ("preprocess", "features", "train", "index")
-__all__ = ["TrainModules", "TrainOptions", "options_from_dict", "write_model_zip", "read_zip_state"]
+__all__ = ["TrainModules", "TrainOptions", "write_model_zip", "read_zip_state"]
 
 
 @dataclass(frozen=True)
