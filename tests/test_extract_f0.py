@@ -14,7 +14,7 @@ from scipy.signal import resample_poly
 
 from infer.lib.cache import ArrayCache
 from infer.lib.errors import UserInputError
-from infer.lib.f0 import F0Extractor, coarse_f0
+from infer.lib.f0 import F0Extractor, coarse_f0, default_n_frames
 from infer.lib.layout import ExperimentLayout
 from infer.modules.train.extract_f0 import F0Report, extract_f0
 
@@ -35,14 +35,14 @@ def make_exp(root: Path, joe_1min: Path) -> ExperimentLayout:
     return exp
 
 
-def check_outputs(exp: ExperimentLayout) -> dict[str, np.ndarray]:
+def check_outputs(exp: ExperimentLayout, method: str = "rmvpe") -> dict[str, np.ndarray]:
     out = {}
     for wav in sorted(exp.wavs16k_dir.glob("*.wav")):
         n_samples = sf.info(str(wav)).frames
         hz = np.load(exp.f0nsf_file(wav.name))
         coarse = np.load(exp.f0_file(wav.name))
         assert exp.f0nsf_file(wav.name).name == f"{wav.name}.npy"  # reference naming: 0_1.wav.npy
-        assert hz.dtype == np.float32 and hz.shape == (n_samples // 160 + 1,)
+        assert hz.dtype == np.float32 and hz.shape == (default_n_frames(n_samples, method),)  # pm: T // 160
         assert coarse.shape == hz.shape and coarse.min() >= 1 and coarse.max() <= 255
         assert np.array_equal(coarse, coarse_f0(hz))
         # pitch covers the HuBERT frames repeated twice (the loader trims to the shorter)
@@ -59,7 +59,7 @@ def test_pool_outputs_and_cache(tmp_path: Path, joe_1min: Path) -> None:
     assert (rep.n_files, rep.n_extracted, rep.n_cached, rep.failed, rep.n_workers) == (4, 4, 0, (), 2)
     assert rep.audio_seconds == pytest.approx(sum(SEG_SECONDS), abs=0.01)
     assert 0.3 < rep.voiced_fraction < 1.0  # speech: mostly voiced, with pauses
-    first = check_outputs(exp)
+    first = check_outputs(exp, "pm")
     # in-process computation gives the same numbers as the pool
     ex = F0Extractor("pm")
     for name, hz in first.items():
@@ -71,7 +71,7 @@ def test_pool_outputs_and_cache(tmp_path: Path, joe_1min: Path) -> None:
     exp.f0nsf_file("0_0.wav").unlink()
     again = extract_f0(exp, "pm", cache, n_workers=2)
     assert (again.n_extracted, again.n_cached) == (0, 4)
-    assert all(np.array_equal(v, check_outputs(exp)[k]) for k, v in first.items())
+    assert all(np.array_equal(v, check_outputs(exp, "pm")[k]) for k, v in first.items())
 
     # another method or changed audio misses the cache
     other = extract_f0(exp, "dio", cache, n_workers=1)
@@ -135,10 +135,10 @@ def test_world_threads_match_one_by_one(tmp_path: Path, joe_1min: Path, method: 
     """pm/dio/harvest run in threads of this process (WORLD releases the GIL): the same numbers as serial."""
     exp = make_exp(tmp_path / "exp", joe_1min)
     serial = extract_f0(exp, method, ArrayCache(None), n_workers=1)
-    first = check_outputs(exp)
+    first = check_outputs(exp, method)
     threaded = extract_f0(exp, method, ArrayCache(None), n_workers=2)
     assert (serial.n_workers, threaded.n_workers, threaded.failed) == (1, 2, ())
-    second = check_outputs(exp)
+    second = check_outputs(exp, method)
     assert first.keys() == second.keys() and all(np.array_equal(first[k], second[k]) for k in first)
     assert sum(int((v > 0).sum()) for v in first.values()) > 100  # real voiced speech, not zeros
 

@@ -49,8 +49,8 @@ def test_pitch_accuracy_on_clean_tones(method: str, settings: dict, signals) -> 
         signals = signals[:1]  # the full crepe model is slow on CPU: one clean second is enough
     for sig in signals:
         f0 = ex.compute(sig.audio)
-        assert f0.dtype == np.float32 and f0.shape == (default_n_frames(len(sig.audio)),) == sig.f0.shape
-        s = score(f0, sig.f0)
+        assert f0.dtype == np.float32 and f0.shape == (default_n_frames(len(sig.audio), method),)
+        s = score(f0, sig.f0[: len(f0)])
         assert s["rpa"] >= 0.9, (method, sig.name, s)
         assert s["vr"] >= 0.9, (method, sig.name, s)
 
@@ -58,7 +58,8 @@ def test_pitch_accuracy_on_clean_tones(method: str, settings: dict, signals) -> 
 @pytest.mark.parametrize("method", ["pm", "harvest", "fcpe"])
 def test_silence_gaps_are_unvoiced(method: str) -> None:
     sig = make_signal("vibrato", 2.0, gaps=True)
-    s = score(F0Extractor(method).compute(sig.audio), sig.f0)
+    f0 = F0Extractor(method).compute(sig.audio)
+    s = score(f0, sig.f0[: len(f0)])
     assert s["rpa"] >= 0.9 and s["vfa"] <= 0.1, s
 
 

@@ -13,7 +13,7 @@ import torch
 
 from infer.lib.errors import UserInputError, WeightsError
 from infer.lib.rmvpe import RMVPE, RMVPENet, decode_salience, load_rmvpe, n_frames_for, write_standin_rmvpe
-from infer.lib.standin import STANDIN_KEY
+from infer.lib.standin import STANDIN_KEY, read_sidecar
 
 
 def deterministic_state_dict(reference_dir: Path) -> dict[str, torch.Tensor]:
@@ -123,9 +123,10 @@ def test_load_errors(tmp_path: Path) -> None:
 def test_standin_file_has_published_format_and_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = write_standin_rmvpe(tmp_path / "rmvpe" / "rmvpe.pt")
     sd = torch.load(path, map_location="cpu", weights_only=True)
-    assert STANDIN_KEY in sd and sd[STANDIN_KEY].dtype == torch.uint8
-    del sd[STANDIN_KEY]
+    assert STANDIN_KEY not in sd  # exactly the published layout: a strict loader takes the file as it is
     assert {k: tuple(v.shape) for k, v in sd.items()} == {k: tuple(v.shape) for k, v in RMVPENet().state_dict().items()}
+    RMVPENet().load_state_dict(sd, strict=True)
+    assert "stand-in" in read_sidecar(path)
     root = logging.getLogger("rvc")
     old = root.propagate
     root.propagate = True  # let caplog see the project's logger

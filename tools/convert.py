@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--f0-up-key", type=float, default=d.f0_up_key, help="pitch shift in semitones (+12 = octave up)")
     p.add_argument("--f0-method", choices=F0_METHODS, default=d.f0_method, help="pitch extractor")
     p.add_argument("--index-rate", type=float, default=d.index_rate, help="0..1 share of index-retrieved features")
-    p.add_argument("--filter-radius", type=int, default=d.filter_radius, help=">=3: 3-frame median filter on pitch")
+    p.add_argument(
+        "--filter-radius", type=int, default=d.filter_radius, help=">=3: 3-frame median filter on harvest pitch"
+    )
     p.add_argument("--resample-sr", type=int, default=d.resample_sr, help="output rate in Hz (0 = the model's)")
     p.add_argument("--rms-mix-rate", type=float, default=d.rms_mix_rate, help="1 = model loudness, 0 = source's")
     p.add_argument("--protect", type=float, default=d.protect, help="0..0.5 protection of consonants (0.5 = off)")

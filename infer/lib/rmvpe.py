@@ -386,7 +386,7 @@ class RMVPE:
 
 
 def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
-    from infer.lib.standin import pop_standin_marker, warn_standin
+    from infer.lib.standin import pop_standin_marker, read_sidecar, warn_standin
 
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
@@ -396,7 +396,7 @@ def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
         sd = sd["model"]
     if not isinstance(sd, dict):
         raise WeightsError(f"{path} is not an RMVPE state dict (got {type(sd).__name__})")
-    desc = pop_standin_marker(sd)
+    desc = pop_standin_marker(sd) or read_sidecar(path)
     if desc is not None:
         warn_standin("RMVPE", desc)
     return sd
@@ -436,12 +436,14 @@ def rmvpe_state_dict_shapes() -> dict[str, list[int]]:
 
 
 def write_standin_rmvpe(path: str | Path) -> Path:
-    """Write a stand-in `rmvpe.pt`: the published bare-state-dict layout, deterministic values, marked.
+    """Write a stand-in `rmvpe.pt`: exactly the published bare-state-dict layout, deterministic values.
 
     Values are small deterministic noise (full size, 90M parameters, so speed tests are realistic).
+    The stand-in marker is the sidecar `rmvpe.pt.standin` (nothing extra in the file, so strict
+    loaders, the reference's included, accept it).
     """
     from infer.lib.fileio import atomic_torch_save
-    from infer.lib.standin import STANDIN_KEY, standin_value
+    from infer.lib.standin import write_sidecar
 
     gen = torch.Generator().manual_seed(0)
     sd: dict[str, torch.Tensor] = {}
@@ -460,8 +462,8 @@ def write_standin_rmvpe(path: str | Path) -> Path:
             sd[k] = 1.0 + 0.1 * torch.randn(v.shape, generator=gen)
         else:
             sd[k] = 0.01 * torch.randn(v.shape, generator=gen)
-    sd[STANDIN_KEY] = standin_value("RMVPE stand-in (deterministic random weights)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    write_sidecar(path, "RMVPE stand-in (deterministic random weights)")
     atomic_torch_save(sd, path)
     return path

@@ -5,11 +5,12 @@ Reads `exp.wavs16k_dir/*.wav` (16 kHz mono segments from the preprocess stage) a
   - `exp.f0nsf_file(name)` = `2b-f0nsf/<name>.wav.npy`: f0 in Hz, float32 [frames] (0 = unvoiced);
   - `exp.f0_file(name)` = `2a_f0/<name>.wav.npy`: coarse pitch, int64 1..255 [frames].
 
-Frame counts: a segment of T samples gets T // 160 + 1 pitch frames (10 ms, centred), for every method.
+Frame counts: a segment of T samples gets T // 160 + 1 pitch frames (10 ms, centred), pm T // 160 (as the
+reference's `extract_f0_print.py`: Praat's frames zero-padded to T // 160, centred).
 HuBERT features of the same segment have (T - 400) // 320 + 1 frames (20 ms, no padding). The training
 data loader repeats each feature frame twice and trims features and pitch to the shorter of the two
 (and to the spectrogram length), as the reference `TextAudioLoaderMultiNSFsid.get_labels` does; since
-2 * ((T - 400) // 320 + 1) <= T // 160 + 1, pitch always covers the features and only its tail is cut.
+2 * ((T - 400) // 320 + 1) <= T // 160, pitch always covers the features and only its tail is cut.
 
 Speed: pm, dio and harvest run in a thread pool in this process (WORLD releases the GIL; Praat is so
 fast that starting processes cost more than the work on a minute of audio); the torch methods on the

@@ -20,7 +20,10 @@
    speech is dropped, so music, noise or silence never becomes a training segment -> loudness normalisation
    `y = x / peak * (0.9 * 0.75) + 0.25 * x` -> written as 16-bit PCM at `sr` to `exp.gt_wavs_dir` and
    resampled to 16 kHz (soxr HQ, as `librosa.resample`) to `exp.wavs16k_dir`, named `<file_idx>_<seg_idx>.wav`
-   (file_idx = position in `files`, seg_idx counting from 0 per file as the reference does);
+   (file_idx = position in `files`; seg_idx counts the file's segments from 0 in order, a dropped
+   segment leaving its number unused). The reference numbers differently and loses audio: it skips a number
+   before a slice's last (shorter) segment and writes the next slice's first segment under that same
+   number, overwriting it; we keep every segment;
 4. the `PreprocessReport` (per file: duration, source rate, clipping, silence, segments kept and
    dropped, speech in the kept segments) is logged, written to `exp.reports_dir/preprocess.json`, and
    checked: under `warn_speech_s` (10 minutes) of speech (of kept audio without `speech`) a warning,

@@ -20,6 +20,23 @@ The steps (the reference RVC pipeline's, in our own code):
 
 Frame bookkeeping: a frame is 160 samples at 16 kHz and `hop` samples at the model's rate, so
 window seams are sample-exact at both rates.
+
+Against the reference (RVC WebUI 20240604, `infer/modules/vc/pipeline.py`): an input of up to
+`max_s` seconds (one window) is converted with the same numbers: the same reflected context, the
+same samples into HuBERT and the pitch extractor, the same frame count into the synthesizer, pitch
+median-filtered for harvest only, the same loudness mix (tested against a committed fixture of
+the reference's own output, `tests/test_vc_reference.py`). Where we differ, on purpose:
+- Output length: exactly the input's duration (T * rate / 16000 samples). The reference's output
+  is 1-2 frames (10-20 ms) shorter: its synthesizer stops where HuBERT's frames end and it cuts the
+  right context off by length from there. Our frames are taken by time, so the common part is the
+  same samples and the last frames come from the synthesized right context; a converted vocal
+  keeps its place against the original accompaniment.
+- Long inputs: pitch is extracted per window (with its context) instead of once for the whole
+  input, so memory is bounded by the window; every window gets exactly its frames (the reference
+  gives inner windows one extra frame of input and loses a frame at a seam when HuBERT's frame
+  count comes out even).
+- The output stays float32 (the reference rounds to int16); resampling is soxr HQ, as librosa's
+  default in the reference.
 """
 
 from __future__ import annotations
@@ -54,8 +71,8 @@ class ConvertParams:
     f0_up_key: pitch shift in semitones (+12 = one octave up), -48..48.
     f0_method: pitch extractor (`infer.lib.f0.F0_METHODS`); ignored by models without pitch.
     index_rate: 0..1, share of index-retrieved features (0 = source features only).
-    filter_radius: >= 3 median-filters the pitch curve over 3 frames (harvest already does this
-        in its extractor, so it is not filtered twice); 0..7.
+    filter_radius: >= 3 median-filters harvest's pitch curve over 3 frames (the reference: other
+        methods are not filtered); 0..7.
     resample_sr: output rate in Hz, 0 = the model's own rate; otherwise >= 16000.
     rms_mix_rate: 0..1; 1 keeps the model's loudness envelope, 0 copies the source's.
     protect: 0..0.5; how much of the retrieved features unvoiced frames keep (0.5 = no protection).
@@ -250,12 +267,34 @@ def protect_mask(pitchf: torch.Tensor, protect: float) -> torch.Tensor:
     return torch.where(pitchf > 0, 1.0, protect).to(torch.float32).unsqueeze(-1)
 
 
-def mix_rms(source16k: np.ndarray, converted: np.ndarray, out_sr: int, rate: float, chunk: int = 1 << 20) -> np.ndarray:
+def _envelope_at(env: np.ndarray, n: int, start: int, stop: int) -> np.ndarray:
+    """`env` stretched linearly onto `n` samples, samples start..stop (float64).
+
+    The mapping of `torch.nn.functional.interpolate(mode="linear", align_corners=False)`, which the
+    reference uses: sample i reads `env` at max(0, (i + 0.5) * len(env) / n - 0.5), held at the ends.
+    """
+    pos = np.maximum((np.arange(start, stop, dtype=np.float64) + 0.5) * (len(env) / n) - 0.5, 0.0)
+    return np.interp(pos, np.arange(len(env), dtype=np.float64), env)
+
+
+def mix_rms(
+    source16k: np.ndarray,
+    converted: np.ndarray,
+    out_sr: int,
+    rate: float,
+    span: int | None = None,
+    chunk: int = 1 << 20,
+) -> np.ndarray:
     """Move `converted`'s loudness envelope towards the source's: out = y * rms_src^(1-rate) * rms_y^(rate-1).
 
-    RMS is taken over centred half-second frames (frame = hop = sr / 2 samples, as the reference) and
-    interpolated linearly to every output sample, `chunk` samples at a time (memory stays bounded).
-    rate 1 returns `converted` unchanged; otherwise `converted` is scaled in place and returned.
+    As the reference (`change_rms`): RMS over centred half-second frames (frame = hop = sr / 2
+    samples), both envelopes stretched linearly onto the output's first `span` samples (default:
+    all) with `interpolate`'s align_corners=False mapping (`_envelope_at`), the output's floored at
+    1e-6. The reference's output is the synthesized frames minus the context, 1-2 frames short of
+    the input's end; `Pipeline.run` passes that length as `span`, so the gain is the reference's
+    sample for sample, and the samples past `span` (the last 10-20 ms) keep the gain at its end.
+    Works `chunk` samples at a time (memory stays bounded). rate 1 returns `converted` unchanged;
+    otherwise `converted` is scaled in place and returned.
     """
     import librosa
 
@@ -265,15 +304,15 @@ def mix_rms(source16k: np.ndarray, converted: np.ndarray, out_sr: int, rate: flo
     def envelope(y: np.ndarray, sr: int) -> np.ndarray:
         return librosa.feature.rms(y=y, frame_length=sr // 2 * 2, hop_length=sr // 2)[0].astype(np.float64)
 
-    src = envelope(np.asarray(source16k, np.float32), HUBERT_SR)
-    out = envelope(converted, out_sr)
     n = len(converted)
+    span = n if span is None else min(max(int(span), 1), n)
     converted = np.asarray(converted, np.float32)
+    src = envelope(np.asarray(source16k, np.float32), HUBERT_SR)
+    out = envelope(converted[:span], out_sr)
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
-        t = np.arange(start, stop, dtype=np.float64) / max(n - 1, 1)  # 0..1 over the whole output
-        s_env = np.interp(t * (len(src) - 1), np.arange(len(src)), src)
-        o_env = np.maximum(np.interp(t * (len(out) - 1), np.arange(len(out)), out), 1e-6)
+        s_env = _envelope_at(src, span, start, stop)
+        o_env = np.maximum(_envelope_at(out, span, start, stop), 1e-6)
         converted[start:stop] *= (np.power(s_env, 1.0 - rate) * np.power(o_env, rate - 1.0)).astype(np.float32)
     return converted
 
@@ -337,7 +376,6 @@ class Pipeline:
         use_f0: bool,
         n_speakers: int,
         pitch_fn: PitchFn | None = None,
-        filter_pitch: bool = True,
         index: FeatureIndex | None = None,
         device: torch.device | str = "cpu",
         window: WindowConfig | None = None,
@@ -355,7 +393,6 @@ class Pipeline:
         self.use_f0 = use_f0
         self.n_speakers = n_speakers
         self.pitch_fn = pitch_fn
-        self.filter_pitch = filter_pitch
         self.index = index
         self.device = torch.device(device)
         self.window = window or WindowConfig()
@@ -387,25 +424,25 @@ class Pipeline:
         spans = plan_windows(x, self.window)
         total = spans[-1][1]
         pad = self.window.pad_frames
-        # frame-aligned source with `pad` frames of reflected context each side (+1 frame for HuBERT)
-        framed = np.zeros(total * FRAME, np.float32)
-        framed[: len(x)] = x
-        padded = np.pad(framed, (pad * FRAME, (pad + 1) * FRAME), mode="reflect")
+        # the source with `pad` frames of reflected context each side (the reference's audio_pad)
+        padded = np.pad(x, (pad * FRAME, pad * FRAME), mode="reflect")
         out = np.zeros(total * self.hop, np.float32)
         sid = torch.tensor([params.speaker_id], device=self.device, dtype=torch.long)
         use_index = self.index is not None and params.index_rate > 0
         stats.index_used = use_index
+        span = 0  # output samples the reference keeps (it cuts the context off by length)
         with torch.inference_mode(), seeded(params.seed), bounded_cpu_memory(self.device):
             for a, b in spans:
-                seg = padded[a * FRAME : (b + 2 * pad + 1) * FRAME]
+                seg = padded[a * FRAME : (b + 2 * pad) * FRAME]  # the last window ends with the input
                 y = self._convert_window(seg, params, sid, use_index, stats)
+                span += max(0, len(y) - 2 * pad * self.hop)  # what the reference would keep of it
                 keep = y[pad * self.hop : (pad + b - a) * self.hop]
                 out[a * self.hop : a * self.hop + len(keep)] = keep
                 stats.windows += 1
                 stats.split_frames.append(a)
         n_out = round(len(x) * self.sample_rate / HUBERT_SR)
         out = out[:n_out]
-        out = mix_rms(x, out, self.sample_rate, params.rms_mix_rate)
+        out = mix_rms(x, out, self.sample_rate, params.rms_mix_rate, span=span)
         rate = self.output_rate(params)
         if rate != self.sample_rate:
             import soxr
@@ -417,7 +454,11 @@ class Pipeline:
     def _convert_window(
         self, seg: np.ndarray, params: ConvertParams, sid: torch.Tensor, use_index: bool, stats: ConversionStats
     ) -> np.ndarray:
-        """One window [L = frames * 160] at 16 kHz -> audio [<= (frames - 1) * hop] at the model's rate."""
+        """One window [L] at 16 kHz -> audio [n * hop] at the model's rate, n = min(L // 160, HuBERT frames * 2).
+
+        HuBERT gives (L - 80) // 320 frames (50/s), so n is one or two frames short of L // 160; the
+        caller keeps only the middle, which the synthesizer always covers (`pad_frames` >= 5).
+        """
         t0 = time.perf_counter()
         wav = torch.from_numpy(seg).to(self.device)[None]
         feats = self.encoder.extract(wav, None, self.version)  # [1, F, C], 50 frames/s
@@ -443,7 +484,7 @@ class Pipeline:
         if self.use_f0:
             assert self.pitch_fn is not None
             f0 = np.asarray(self.pitch_fn(seg, len(seg) // FRAME), np.float32)
-            if self.filter_pitch and params.filter_radius >= 3:
+            if params.f0_method == "harvest" and params.filter_radius >= 3:  # the reference: harvest only
                 from scipy.signal import medfilt
 
                 f0 = medfilt(f0, 3).astype(np.float32)

@@ -362,7 +362,6 @@ class VC:
         idx = self.load_index(index, loaded) if index is not None and str(index) != "" else None
         x = _to_mono_16k(audio, sr)
         pitch_fn: Any = None
-        filter_pitch = params.f0_method != "harvest"  # our harvest extractor already median-filters
         if loaded.use_f0:
             extractor = self.f0_extractor(params.f0_method)
             method = params.f0_method
@@ -383,7 +382,6 @@ class VC:
             use_f0=loaded.use_f0,
             n_speakers=loaded.n_speakers,
             pitch_fn=pitch_fn,
-            filter_pitch=filter_pitch,
             index=idx.features if idx is not None else None,
             device=self.device,
             window=self.window,
