@@ -61,6 +61,11 @@ HIGH_PASS_HZ = 48.0
 HIGH_PASS_ORDER = 5
 INPUT_PEAK = 0.95  # the 16 kHz input is scaled down to this peak when louder
 OUTPUT_PEAK = 0.99  # the output is scaled down to this peak when louder
+# On the CPU the synthesizer runs on a frame count rounded up to a multiple of this (the padding is
+# masked in the content encoder and flow; it changes only the decoder's last ~6 frames, which fall in
+# the window's discarded right context, so it is done only when that context is >= SYNTH_TAIL_FRAMES).
+SYNTH_BUCKET_FRAMES = 256
+SYNTH_TAIL_FRAMES = 16
 
 
 # ------------------------------------------------------------------------------------ settings
@@ -338,22 +343,57 @@ def seeded(seed: int | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def bounded_cpu_memory(device: torch.device) -> Iterator[None]:
-    """On the CPU, run without oneDNN (mkldnn) inside the block (restored after).
+def onednn(device: torch.device, enabled: bool = True) -> Iterator[None]:
+    """On the CPU, run with oneDNN (mkldnn) on or off inside the block (restored after).
 
-    oneDNN keeps primitives (with their buffers) for every input shape it sees; every conversion window
-    has its own length, so memory grew by ~100 MiB per window on a 60 s input. PyTorch's own CPU
-    kernels keep the working set flat at about the same speed for these networks.
+    Conversion runs with oneDNN on (2-3x faster convolutions than PyTorch's own CPU kernels, which
+    allocate and free im2col buffers on every call). oneDNN keeps a primitive for every input shape
+    it sees; for HuBERT and RMVPE that costs about 1 MiB a new window length (measured), for the
+    synthesizer 40-50 MiB, so the synthesizer only ever sees frame counts rounded up to
+    `SYNTH_BUCKET_FRAMES` (a few shapes: memory stays bounded on long inputs).
     """
     if device.type != "cpu" or not torch.backends.mkldnn.is_available():
         yield
         return
     before = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
+    torch.backends.mkldnn.enabled = enabled
     try:
         yield
     finally:
         torch.backends.mkldnn.enabled = before
+
+
+_MALLOC_TUNED = False
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+
+
+def keep_freed_memory(limit: int = 1 << 30) -> bool:
+    """Let glibc reuse freed blocks of up to `limit` bytes instead of unmapping them (once per process).
+
+    By default glibc serves every block over 32 MiB with a fresh mmap and unmaps it when freed, and
+    hands heap tops back to the kernel: the synthesizer's audio-rate activations (tens of MiB each,
+    dozens per window) were then zero-filled page by page on every use, a third of a conversion's
+    CPU time in system time. With mmap and trim thresholds at `limit`, freed activations are reused;
+    the peak is unchanged (the same blocks live at once), but the process keeps its peak heap after a
+    conversion. Process-wide and permanent; a no-op (False) where glibc's `mallopt` is not there.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, limit)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2 * limit))
+    except (OSError, AttributeError):
+        return False
+    _MALLOC_TUNED = ok
+    return ok
+
+
+def bucket_frames(n: int, bucket: int) -> int:
+    """`n` rounded up to a multiple of `bucket` (bucket <= 1: n)."""
+    return n if bucket <= 1 else -(-n // bucket) * bucket
 
 
 # ------------------------------------------------------------------------------------ the pipeline
@@ -420,6 +460,8 @@ class Pipeline:
             x = x * (INPUT_PEAK / peak)
         x = high_pass(x)
         stats = ConversionStats(input_seconds=len(x) / HUBERT_SR)
+        if self.device.type == "cpu":
+            keep_freed_memory()
 
         spans = plan_windows(x, self.window)
         total = spans[-1][1]
@@ -431,7 +473,7 @@ class Pipeline:
         use_index = self.index is not None and params.index_rate > 0
         stats.index_used = use_index
         span = 0  # output samples the reference keeps (it cuts the context off by length)
-        with torch.inference_mode(), seeded(params.seed), bounded_cpu_memory(self.device):
+        with torch.inference_mode(), seeded(params.seed), onednn(self.device, True):
             for a, b in spans:
                 seg = padded[a * FRAME : (b + 2 * pad) * FRAME]  # the last window ends with the input
                 y = self._convert_window(seg, params, sid, use_index, stats)
@@ -503,7 +545,14 @@ class Pipeline:
 
         feats = feats[:, :n].to(self.dtype)
         lengths = torch.tensor([n], device=self.device, dtype=torch.long)
+        m = n
+        if self.device.type == "cpu" and self.window.pad_frames >= SYNTH_TAIL_FRAMES:
+            m = bucket_frames(n, SYNTH_BUCKET_FRAMES)  # padded frames: masked content, unvoiced
+            feats = torch.nn.functional.pad(feats, (0, 0, 0, m - n))
+            if pitch is not None and pitchf is not None:
+                pitch = torch.nn.functional.pad(pitch, (0, m - n), value=1)
+                pitchf = torch.nn.functional.pad(pitchf, (0, m - n))
         audio = self.net_g.infer(feats, lengths, pitch, pitchf, sid)[0]
-        y = audio[0, 0].float().cpu().numpy()
+        y = audio[0, 0, : n * self.hop].float().cpu().numpy()
         stats.seconds_synthesis += time.perf_counter() - t2
         return y
