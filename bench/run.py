@@ -21,7 +21,9 @@ f0-<method> for pm, dio, harvest, fcpe, crepe-tiny, crepe (full), rmvpe (+ rmvpe
 (HuBERT v2), train (v2/40k with pitch, from scratch like the reference figure, default batch 4,
 fp32 on CPU, the device's AMP precision on CUDA; one epoch, or `--train-steps N` steps and the epoch
 extrapolated: start-up + steps/epoch x median step, labelled "extrapolated"), index (FAISS IVF), zip
-(the model zip, no preview clip). The extraction cache is off. Weights are full-size stand-ins written
+(the model zip, no preview clip), convert (8 s of speech through `VC`, v2/40k rmvpe, index 0.75, full-size
+stand-ins: `bench.bench_convert`, whose `--reference` mode is the A/B against the reference pipeline). The
+extraction cache is off. Weights are full-size stand-ins written
 once under `$RVC_CACHE_DIR/bench-weights` (speed does not depend on the values); `--weights DIR` uses a
 folder in the published layout instead.
 
@@ -63,7 +65,7 @@ from bench.common import (
 REPO = Path(__file__).resolve().parents[1]
 SHARED = bench_f0.SHARED
 F0_STAGES = ("f0-pm", "f0-dio", "f0-harvest", "f0-fcpe", "f0-crepe-tiny", "f0-crepe", "f0-rmvpe", "f0-rmvpe_gpu")
-STAGES = ("download", "enhance", "preprocess", *F0_STAGES, "features", "train", "index", "zip")
+STAGES = ("download", "enhance", "preprocess", *F0_STAGES, "features", "train", "index", "zip", "convert")
 QUICK_STAGES = ("download", "preprocess", "f0-pm", "features", "train", "index", "zip")
 NON_TRAINING = ("preprocess", "f0-rmvpe", "features", "index")
 END_TO_END = ("download", "preprocess", "f0-rmvpe", "features", "train", "index", "zip")
@@ -81,6 +83,9 @@ REFERENCE_S: dict[str, dict[str, float]] = {
     "features": dict(bench_features.REFERENCE_S),
     "index": {"joe_1min": 0.3, "joe_10min": 3.5},
     "train": {"joe_1min": 133.0},
+    # 8 s of joe_000.wav, v2/40k rmvpe, index 0.75: the reference 20240604 pipeline, median of the
+    # alternating A/B runs in bench/results/cpu-2026-12-01-convert-ab.json (load ~6.4; 21.8 CPU s)
+    "convert": {"joe_1min": 38.5, "joe_10min": 38.5},
 }
 REFERENCE_RSS_GB = {
     "preprocess": 0.7,
@@ -330,6 +335,14 @@ def _stage_zip(spec: dict[str, Any]) -> dict[str, Any]:
     return {"wall_s": sw.seconds, "zip_mib": round(path.stat().st_size / 2**20, 1), "index": bool(found)}
 
 
+def _stage_convert(spec: dict[str, Any]) -> dict[str, Any]:
+    from bench import bench_convert
+
+    args = argparse.Namespace(seconds=8.0, method="rmvpe", device="cpu", reference=None, work=None)
+    wall, cpu, _, _ = bench_convert.measure("ours", args)
+    return {"wall_s": wall, "audio_s": args.seconds, "timed_cpu_s": cpu}
+
+
 def worker_main(spec_path: str) -> None:
     """Run one stage as described by the JSON file; write {"wall_s", ...rusage} next to it."""
     t_proc = time.monotonic()
@@ -435,6 +448,7 @@ def row_for(set_name: str, stage: str, res: dict[str, Any], audio_s: float, repe
         row["runs_wall_s"] = [round(x, 2) for x in repeats]
         wall = statistics.median(repeats)
     row["wall_s"] = round(wall, 3)
+    audio_s = float(res.get("audio_s", audio_s))  # convert: its own 8 s input
     row["rtf"] = round(wall / audio_s, 5) if audio_s else None
     ref = REFERENCE_S.get(stage, {}).get(set_name)
     row["reference_s"] = ref
@@ -459,6 +473,10 @@ def note_for(row: dict[str, Any]) -> str:
         bits.append("stand-in MossFormer2" + (f", load {row.get('load_s')} s" if row.get("load_s") else ""))
     if s == "features" and row.get("dtype"):
         bits.append(row["dtype"])
+    if s == "convert":
+        bits.append(
+            f"8 s of joe_000.wav, v2/40k rmvpe, index 0.75 ({row.get('timed_cpu_s')} CPU s; bench.bench_convert)"
+        )
     if s == "zip" and row.get("zip_mib"):
         bits.append(f"{row['zip_mib']} MiB")
     if row.get("runs_wall_s"):
