@@ -59,10 +59,9 @@ def source_audio(seconds: float) -> np.ndarray:
 
 def build_inputs(root: Path) -> dict[str, Path]:
     """Full-size stand-ins under `root` (written once): HuBERT base, RMVPE, a v2/40k f0 model, an index."""
-    from infer.lib.checkpoint import export_small_model, write_standin_pretrained
+    from infer.lib.checkpoint import export_small_model
     from infer.lib.config import load_config
-    from infer.lib.hubert import write_standin_hubert
-    from infer.lib.rmvpe import write_standin_rmvpe
+    from tools.standin_writers import write_standin_hubert, write_standin_pretrained, write_standin_rmvpe
 
     root.mkdir(parents=True, exist_ok=True)
     paths = {

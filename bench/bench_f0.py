@@ -71,8 +71,8 @@ def main() -> None:
     from infer.lib.cache import ArrayCache
     from infer.lib.layout import ExperimentLayout
     from infer.lib.log import setup_logging
-    from infer.lib.rmvpe import write_standin_rmvpe
     from infer.modules.train.extract_f0 import extract_f0
+    from tools.standin_writers import write_standin_rmvpe
 
     setup_logging()
     rows = []

@@ -379,8 +379,8 @@ def gpu_part(work: Path, quick: bool, audio_dir: Path | None = None) -> tuple[li
 
     def half_vs_full() -> tuple[bool, dict[str, Any]]:
         from infer.lib.hubert import load_hubert
-        from infer.lib.rmvpe import load_rmvpe, write_standin_rmvpe
-        from tools.standin_writers import write_standin_hubert
+        from infer.lib.rmvpe import load_rmvpe
+        from tools.standin_writers import write_standin_hubert, write_standin_rmvpe
 
         hp = write_standin_hubert(work / "w" / "hubert" / "hubert_base.pt", "base")
         rp = write_standin_rmvpe(work / "w" / "rmvpe" / "rmvpe.pt")

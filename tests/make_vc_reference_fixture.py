@@ -148,8 +148,8 @@ def _feature_input_class(reference: Path, load_audio: object) -> type:
 
 
 def make_fixture(reference: Path, out: Path = FIXTURE) -> dict[str, object]:
-    from infer.lib.hubert import load_hubert, write_standin_hubert
-    from infer.lib.rmvpe import write_standin_rmvpe
+    from infer.lib.hubert import load_hubert
+    from tools.standin_writers import write_standin_hubert, write_standin_rmvpe
 
     torch.set_num_threads(1)
     clip16 = np.round(read_input() * 32767).astype(np.int16)

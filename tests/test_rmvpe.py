@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from infer.lib.errors import UserInputError, WeightsError
-from infer.lib.rmvpe import RMVPE, RMVPENet, decode_salience, load_rmvpe, n_frames_for, write_standin_rmvpe
+from infer.lib.rmvpe import RMVPE, RMVPENet, decode_salience, load_rmvpe, n_frames_for
 from infer.lib.standin import STANDIN_KEY, read_sidecar
+from tools.standin_writers import write_standin_rmvpe
 
 
 def deterministic_state_dict(reference_dir: Path) -> dict[str, torch.Tensor]:

@@ -53,10 +53,9 @@ def clip(fixture: dict[str, np.ndarray]) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory: pytest.TempPathFactory, clip: np.ndarray) -> dict[str, tuple[np.ndarray, int]]:
-    from infer.lib.hubert import write_standin_hubert
-    from infer.lib.rmvpe import write_standin_rmvpe
     from infer.modules.vc import VC
     from infer.modules.vc.pipeline import WindowConfig
+    from tools.standin_writers import write_standin_hubert, write_standin_rmvpe
 
     tmp = tmp_path_factory.mktemp("vcref")
     vc = VC(

@@ -6,7 +6,7 @@
 
 Writes DIR/hubert/hubert_base.pt (fairseq format, full size or `--tiny-hubert`), DIR/rmvpe/rmvpe.pt,
 DIR/pretrained{,_v2}/{,f0}{G,D}{32,40,48}k.pth and DIR/mossformer2/MossFormer2_SE_48K/, each through
-its writer in `tools.standin_writers` (rmvpe.pt: `infer.lib.rmvpe`), and lists them in
+its writer in `tools.standin_writers`, and lists them in
 DIR/STANDIN_WEIGHTS.json. Every file carries the stand-in marker, so the loaders log loudly that the
 trained voice will not be usable. Tests and the offline demo point RVC_WEIGHTS_DIR at such a folder;
 nothing else ever uses these files.
@@ -24,7 +24,6 @@ from pathlib import Path
 from infer.lib.config import SAMPLE_RATES, VERSIONS
 from infer.lib.errors import RVCError, UserInputError
 from infer.lib.log import get_logger, setup_logging
-from infer.lib.rmvpe import write_standin_rmvpe
 from infer.lib.weights import (
     BUNDLES,
     HUBERT,
@@ -35,7 +34,12 @@ from infer.lib.weights import (
     record_standins,
     required_weights,
 )
-from tools.standin_writers import write_standin_hubert, write_standin_mossformer2, write_standin_pretrained
+from tools.standin_writers import (
+    write_standin_hubert,
+    write_standin_mossformer2,
+    write_standin_pretrained,
+    write_standin_rmvpe,
+)
 
 _log = get_logger("make_standin_weights")
 

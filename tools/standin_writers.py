@@ -11,6 +11,7 @@ writes a whole weights folder with these; tests and benchmarks call them directl
 
 from __future__ import annotations
 
+import math
 import os
 import zlib
 from collections import OrderedDict
@@ -28,7 +29,8 @@ from infer.lib.fileio import atomic_torch_save, atomic_write_text
 from infer.lib.hubert import DICTIONARY_CLASS, SAMPLE_RATE, HubertConfig, HubertModel, parse_conv_layers
 from infer.lib.models.discriminator import build_discriminator
 from infer.lib.models.synthesizer import build_generator
-from infer.lib.standin import STANDIN_KEY
+from infer.lib.rmvpe import RMVPENet
+from infer.lib.standin import STANDIN_KEY, write_sidecar
 
 PathLike = str | os.PathLike[str]
 #: 1-d tensors with these leaf names (and every `weight*`) are scales: values near 1.
@@ -249,4 +251,35 @@ def write_standin_mossformer2(checkpoint_dir: str | os.PathLike[str]) -> Path:
         path,
     )
     atomic_write_text(checkpoint_dir / POINTER_FILE, CHECKPOINT_FILE + "\n")
+    return path
+
+
+def write_standin_rmvpe(path: str | Path) -> Path:
+    """Write a stand-in `rmvpe.pt`: exactly the published bare-state-dict layout, deterministic values.
+
+    Values are small deterministic noise (full size, 90M parameters, so speed tests are realistic).
+    The stand-in marker is the sidecar `rmvpe.pt.standin` (nothing extra in the file, so strict
+    loaders, the reference's included, accept it).
+    """
+    gen = torch.Generator().manual_seed(0)
+    sd: dict[str, torch.Tensor] = {}
+    for k, v in RMVPENet().state_dict().items():
+        leaf = k.rsplit(".", 1)[-1]
+        if leaf == "num_batches_tracked":
+            sd[k] = torch.zeros((), dtype=torch.long)
+        elif leaf == "running_var":
+            sd[k] = torch.ones_like(v)
+        elif leaf == "running_mean":
+            sd[k] = torch.zeros_like(v)
+        elif v.dim() >= 2:
+            fan_in = max(1, v[0].numel())
+            sd[k] = torch.randn(v.shape, generator=gen) / math.sqrt(fan_in)
+        elif leaf.startswith("weight"):
+            sd[k] = 1.0 + 0.1 * torch.randn(v.shape, generator=gen)
+        else:
+            sd[k] = 0.01 * torch.randn(v.shape, generator=gen)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_sidecar(path, "RMVPE stand-in (deterministic random weights)")
+    atomic_torch_save(sd, path)
     return path
