@@ -41,8 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RVC_SHARED_DIR", REPO.parent / "shared"))
 SR16 = 16000
 # The reference's Pipeline.pipeline on this input at these settings, alternating with ours in one run
-# (bench/README.md, `cpu-2026-12-01-convert-ab.json`); filled in from the A/B measurement.
-REFERENCE_S = {"wall_s": None, "cpu_s": None}
+# (bench/README.md, `cpu-2026-12-01-convert-ab-quiet.json`, medians of 3 on the quiet 2-core machine).
+REFERENCE_S = {"wall_s": 7.90, "cpu_s": 15.50}
 
 
 def source_audio(seconds: float) -> np.ndarray:
