@@ -295,3 +295,32 @@ def test_losses_on_known_values():
     mask = torch.ones(1, 1, 3)
     assert float(kl_loss(z, z, z, z, mask)) == pytest.approx(-0.5 * 2)  # -0.5 per channel summed, / frames
     assert float(mel_loss(torch.ones(1, 2, 3), torch.zeros(1, 2, 3))) == 1.0
+
+
+@pytest.mark.parametrize("resblock", ["1", "2"])
+def test_nsf_decoder_without_autograd_gives_the_same_numbers_and_leaves_its_input(resblock):
+    """Without autograd the decoder works in place on its own intermediates: same output, input untouched."""
+    from infer.lib.models.nsf import Generator
+
+    dilations = ((1, 3, 5), (1, 3, 5)) if resblock == "1" else ((1, 3), (1, 3))
+    torch.manual_seed(0)
+    dec = Generator(8, resblock, (3, 5), dilations, (4, 2), 16, (8, 4), gin_channels=4, nsf_sample_rate=16000)
+    x, g = torch.randn(1, 8, 20), torch.randn(1, 4, 1)
+    f0 = torch.full((1, 20), 140.0)
+    f0[:, 12:] = 0.0
+    x_before = x.clone()
+
+    def run(ctx):
+        torch.manual_seed(1)  # the source's noise
+        with ctx():
+            return dec(x, f0, g)
+
+    with_grad = run(torch.enable_grad)
+    assert with_grad.requires_grad
+    with_grad.square().sum().backward()  # the training path stays differentiable
+    assert all(p.grad is not None for p in dec.resblocks.parameters())
+    for ctx in (torch.no_grad, torch.inference_mode):
+        out = run(ctx)
+        assert out.shape == (1, 1, 20 * 8)
+        assert torch.equal(out, with_grad.detach())
+    assert torch.equal(x, x_before)

@@ -210,10 +210,13 @@ class ResBlock1(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, C, T] -> [B, C, T]; `x` itself is never written (without autograd the block's own
+        intermediates are updated in place: the same numbers, fewer audio-rate allocations)."""
+        inplace = not torch.is_grad_enabled()
         for c1, c2 in zip(self.convs1, self.convs2):
             xt = c1(F.leaky_relu(x, LRELU_SLOPE))
-            xt = c2(F.leaky_relu(xt, LRELU_SLOPE))
-            x = x + xt
+            xt = c2(F.leaky_relu(xt, LRELU_SLOPE, inplace=inplace))
+            x = xt.add_(x) if inplace else x + xt
         return x
 
 
@@ -228,6 +231,10 @@ class ResBlock2(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, C, T] -> [B, C, T]; `x` itself is never written (in place only on the block's own
+        intermediates, without autograd)."""
+        inplace = not torch.is_grad_enabled()
         for c in self.convs:
-            x = x + c(F.leaky_relu(x, LRELU_SLOPE))
+            xt = c(F.leaky_relu(x, LRELU_SLOPE))
+            x = xt.add_(x) if inplace else x + xt
         return x

@@ -113,20 +113,23 @@ class Generator(nn.Module):
             if f0 is None:
                 raise ValueError("this decoder needs f0 (pitch guidance)")
             source = self.m_source(f0, self.upp).to(x.dtype)
+        # without autograd, activations and sums update this method's own intermediates in place
+        # (the same numbers; fewer audio-rate allocations); with autograd every step is out of place
+        inplace = not torch.is_grad_enabled()
         x = self.conv_pre(x)
         if g is not None:
-            x = x + self.cond(g)
+            x = x.add_(self.cond(g)) if inplace else x + self.cond(g)
         for i, up in enumerate(self.ups):
-            x = up(F.leaky_relu(x, LRELU_SLOPE))
+            x = up(F.leaky_relu(x, LRELU_SLOPE, inplace=inplace))
             if source is not None:
-                x = x + self.noise_convs[i](source)
+                x = x.add_(self.noise_convs[i](source)) if inplace else x + self.noise_convs[i](source)
             blocks = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
             xs = blocks[0](x)
             for blk in blocks[1:]:
-                xs = xs + blk(x)
-            x = xs / self.num_kernels
-        x = self.conv_post(F.leaky_relu(x))  # default slope 0.01 here, as the reference
-        return torch.tanh(x)
+                xs = xs.add_(blk(x)) if inplace else xs + blk(x)
+            x = xs.div_(self.num_kernels) if inplace else xs / self.num_kernels
+        x = self.conv_post(F.leaky_relu(x, inplace=inplace))  # default slope 0.01 here, as the reference
+        return x.tanh_() if inplace else torch.tanh(x)
 
     def remove_weight_norm(self) -> None:
         remove_all_weight_norm(self)
