@@ -33,7 +33,6 @@ import base64
 import binascii
 import contextlib
 import dataclasses
-import errno
 import os
 import re
 import threading
@@ -45,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infer.lib.audio import AudioDecodeError, convert_to_wav, describe_bad_file, probe
+from infer.lib.diskspace import is_disk_full
 from infer.lib.errors import CancelledError, ConfigError, UserInputError
 from infer.lib.log import get_logger
 from infer.lib.urls import DestinationRefused, check_destination, check_peer, redact_text, redact_url
@@ -293,7 +293,7 @@ class WavDownloader:
             except _Cancelled:
                 results[i] = "cancelled"
             except (_DiskFull, OSError) as e:
-                if isinstance(e, _DiskFull) or e.errno == errno.ENOSPC:
+                if isinstance(e, _DiskFull) or is_disk_full(e):
                     disk_full.append(str(out_dir))
                     results[i] = "disk full"
                     stop.set()  # the others cannot finish either
@@ -420,7 +420,7 @@ class WavDownloader:
         try:
             raw.write_bytes(data)
         except OSError as e:
-            if e.errno == errno.ENOSPC:
+            if is_disk_full(e):
                 raise _DiskFull() from e
             raise
         return len(data)
@@ -529,7 +529,7 @@ class WavDownloader:
                             try:
                                 f.write(chunk)
                             except OSError as e:
-                                if e.errno == errno.ENOSPC:
+                                if is_disk_full(e):
                                     raise _DiskFull() from e
                                 raise
                 except BaseException:
@@ -554,7 +554,7 @@ class WavDownloader:
                     "announced)",
                     retryable=True,
                 ) from e
-            if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            if is_disk_full(e):
                 raise _DiskFull() from e
             err = self._request_error(e)
             if err is e:
