@@ -43,6 +43,7 @@ from typing import Any
 from infer.lib.errors import CancelledError, UserInputError
 from infer.lib.log import get_logger
 from infer.lib.options import TrainOptions
+from infer.lib.urls import redact_url
 from infer.modules.train.progress import EventCallback, JobProgress, job_stages
 
 _log = get_logger("job")
@@ -50,13 +51,6 @@ _log = get_logger("job")
 URL_SCHEMES = ("http://", "https://", "data:")
 TINY_ENV = "RVC_TEST_TINY_MODEL"
 JOBS_ENV = "RVC_JOBS_DIR"
-
-
-def redact_url(url: str) -> str:
-    """A URL safe to log: `infer.lib.urls.redact_url` (no user info, no query)."""
-    from infer.lib.urls import redact_url as redact
-
-    return redact(url)
 
 
 def check_zip(path: str | os.PathLike[str], what: str) -> pathlib.Path:
