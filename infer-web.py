@@ -420,7 +420,8 @@ class ConvertService:
 
     def vc(self) -> Any:
         if self._vc is None:
-            from infer.lib.weights import HUBERT, RMVPE, WeightDownloader, WeightsSettings
+            from infer.lib.weight_downloader import WeightDownloader, WeightsSettings
+            from infer.lib.weights import HUBERT, RMVPE
             from infer.modules.vc import VC
 
             wd = WeightDownloader(WeightsSettings.from_env())

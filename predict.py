@@ -13,7 +13,7 @@ The signature's literal values are cog's (its schema parser reads them staticall
 deprecated aliases of `dataset` and `epoch`.
 
 Environment (all optional):
-- `RVC_WEIGHTS_DIR`, `RVC_WEIGHTS_BASE_URL`, `RVC_OFFLINE`: see `infer/lib/weights.py`.
+- `RVC_WEIGHTS_DIR`, `RVC_WEIGHTS_BASE_URL`, `RVC_OFFLINE`: see `infer/lib/weight_downloader.py`.
 - `RVC_JOBS_DIR`: where the per-prediction folders go (default: the system temp dir). Several processes
   may share it: each job folder is locked while in use, and only unlocked ones are purged.
 - `RVC_CACHE_DIR`: keep the extraction cache there across jobs, bounded by `RVC_CACHE_MAX_GB`

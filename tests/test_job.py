@@ -16,7 +16,7 @@ import soundfile as sf
 
 from infer.lib.errors import UserInputError
 from infer.lib.options import TrainOptions
-from infer.lib.weights import WeightsSettings
+from infer.lib.weight_downloader import WeightsSettings
 from infer.modules.train.job import JobInputs, Workspace, children_of, run_job, terminate_children
 from infer.modules.train.progress import STAGES, JobProgress, ProgressEvent, job_stages
 

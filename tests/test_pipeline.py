@@ -303,7 +303,7 @@ def test_cancel_saves_a_checkpoint_then_raises(trained: dict[str, Any], tmp_path
 
 def test_weights_come_from_the_weights_folder_and_standins_are_named(tmp_path: Path, tmp_path_factory) -> None:
     # A stand-in folder written by the real tool, used offline through WeightDownloader.
-    from infer.lib.weights import WeightsSettings
+    from infer.lib.weight_downloader import WeightsSettings
     from infer.modules.train.pipeline import TrainModules
     from tests.support.training import tiny_options
     from tools.make_standin_weights import main as make_standins

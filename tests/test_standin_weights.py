@@ -13,13 +13,12 @@ import pytest
 import torch
 
 from infer.lib.errors import WeightsError
+from infer.lib.weight_downloader import WeightDownloader, WeightsSettings
 from infer.lib.weights import (
     HUBERT,
     MOSSFORMER2,
     RMVPE,
     STANDIN_MANIFEST,
-    WeightDownloader,
-    WeightsSettings,
     pretrained_names,
 )
 from tools import make_standin_weights

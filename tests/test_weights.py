@@ -11,10 +11,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from infer.lib.errors import ConfigError, UserInputError, WeightsError
+from infer.lib.weight_downloader import WeightDownloader, WeightsSettings
 from infer.lib.weights import (
     BUNDLES,
     HUBERT,
@@ -24,9 +26,7 @@ from infer.lib.weights import (
     RVC_HF,
     STANDIN_MANIFEST,
     WeightBundle,
-    WeightDownloader,
     WeightFile,
-    WeightsSettings,
     all_weights,
     base_weights,
     pretrained_names,
@@ -150,13 +150,21 @@ def payload(n: int, seed: int = 0) -> bytes:
     return bytes(out[:n])
 
 
+def range_start(header: str | None) -> int:
+    """The first byte a `Range: bytes=N-` request header asks for."""
+    m = re.fullmatch(r"bytes=(\d+)-", header or "")
+    assert m is not None, header
+    return int(m.group(1))
+
+
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def entry(server: FileServer, name: str, data: bytes, *, known: bool = True, **kw: object) -> WeightFile:
-    """Serve `data` at /origin/<name> and return its manifest entry (size/sha256 given when `known`)."""
-    server.files[f"/origin/{name}"] = Served(data, **kw)  # type: ignore[arg-type]
+def entry(server: FileServer, name: str, data: bytes, *, known: bool = True, **kw: Any) -> WeightFile:
+    """Serve `data` at /origin/<name> (`kw`: `Served`'s faults) and return its manifest entry (size/sha256
+    given when `known`)."""
+    server.files[f"/origin/{name}"] = Served(data, **kw)
     return WeightFile(
         name,
         (f"{server.url}/origin/{name}",),
@@ -166,10 +174,9 @@ def entry(server: FileServer, name: str, data: bytes, *, known: bool = True, **k
     )
 
 
-def settings(tmp_path: Path, **kw: object) -> WeightsSettings:
-    base = {"weights_dir": tmp_path / "w", "backoff_s": 0.01, "timeout_s": 5.0, "retries": 3, "lock_timeout_s": 10.0}
-    base.update(kw)
-    return WeightsSettings(**base)  # type: ignore[arg-type]
+def settings(tmp_path: Path, **kw: Any) -> WeightsSettings:
+    fast = {"backoff_s": 0.01, "timeout_s": 5.0, "retries": 3, "lock_timeout_s": 10.0}
+    return WeightsSettings(**{"weights_dir": tmp_path / "w", **fast, **kw})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -209,8 +216,7 @@ def test_resume_after_dropped_connection(server: FileServer, tmp_path: Path) -> 
     assert len(ranges) == 3
     assert ranges[0] is None
     # each retry asks for the rest only, from what was kept of the dropped transfer (whole chunks)
-    first = int(re.fullmatch(r"bytes=(\d+)-", ranges[1]).group(1))  # type: ignore[union-attr]
-    second = int(re.fullmatch(r"bytes=(\d+)-", ranges[2]).group(1))  # type: ignore[union-attr]
+    first, second = range_start(ranges[1]), range_start(ranges[2])
     assert 0 < first <= 100_000 and first < second <= first + 50_000
     assert dl.stats.bytes < len(data) + 1000  # nothing fetched twice
 
@@ -488,10 +494,10 @@ def test_manifest_covers_the_layout_with_public_sources() -> None:
         assert MANIFEST[f].urls[0].startswith("https://huggingface.co/alibabasglab/MossFormer2_SE_48K/resolve/main/")
     assert len(all_weights()) == 2 + 24 + 1
     assert set(base_weights()) <= set(MANIFEST)
-    known = [f for f in MANIFEST.values() if f.sha256]
+    known = [w for w in MANIFEST.values() if w.sha256]
     assert len(known) == 23  # see the manifest comment for the unknown ones
-    for f in known:
-        assert f.size is not None and f.size > 50_000_000
+    for w in known:
+        assert w.size is not None and w.size > 50_000_000
 
 
 def test_cli_fetches_a_job_set_from_a_mirror(server: FileServer, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

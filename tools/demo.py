@@ -81,7 +81,8 @@ def generate_voice_like_audio(folder: Path, seconds: float = 40.0, sr: int = 320
 
 def prepare_weights(out: Path, version: str, sample_rate: str, enhance: bool) -> bool:
     """Use the real weights if present, else write stand-ins; set RVC_WEIGHTS_DIR. True = stand-ins."""
-    from infer.lib.weights import HUBERT, RMVPE, WeightDownloader, WeightsSettings, required_weights
+    from infer.lib.weight_downloader import WeightDownloader, WeightsSettings
+    from infer.lib.weights import HUBERT, RMVPE, required_weights
 
     # setup() needs HuBERT and RMVPE; the default variant's pair it fetches only when it can
     needed = list(dict.fromkeys([HUBERT, RMVPE] + required_weights(version, sample_rate, True, "rmvpe", enhance)))
@@ -169,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     workspace.release()
 
     # convert a sample with the trained model and its index
-    from infer.lib.weights import HUBERT, RMVPE, WeightDownloader
+    from infer.lib.weight_downloader import WeightDownloader
+    from infer.lib.weights import HUBERT, RMVPE
     from infer.modules.vc import VC, ConvertParams
 
     model_dir = args.out / "model"

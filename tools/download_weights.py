@@ -21,15 +21,8 @@ from pathlib import Path
 from infer.lib.config import SAMPLE_RATES, VERSIONS
 from infer.lib.errors import RVCError
 from infer.lib.log import get_logger, setup_logging
-from infer.lib.weights import (
-    BUNDLES,
-    MANIFEST,
-    WeightDownloader,
-    WeightsSettings,
-    all_weights,
-    base_weights,
-    required_weights,
-)
+from infer.lib.weight_downloader import WeightDownloader, WeightsSettings
+from infer.lib.weights import BUNDLES, MANIFEST, all_weights, base_weights, required_weights
 
 _log = get_logger("download_weights")
 

@@ -7,9 +7,9 @@
   after DNS resolution, on every redirect (followed here, http(s) only) and on the connected socket,
   unless `RVC_ALLOW_PRIVATE_URLS=1` (`infer.lib.urls.check_destination`);
 - downloads concurrently (a thread pool), streamed to disk in chunks, with connect and read timeouts,
-  retrying connection errors, timeouts, truncated transfers and HTTP 5xx/429 with exponential backoff
-  (`Retry-After` honoured up to `max_backoff_s`); other HTTP errors (404, 403, ...), a refused scheme or
-  host and a redirect to a non-http(s) URL fail at once;
+  retrying connection errors, timeouts, truncated transfers and HTTP 408/429/5xx with exponential
+  backoff (`infer.lib.http_get`; `Retry-After` honoured up to `max_backoff_s`); other HTTP errors (404,
+  403, ...), a refused scheme or host and a redirect to a non-http(s) URL fail at once;
 - every file ends: a deadline per file over all its attempts (`deadline_s`, default 15 minutes,
   `RVC_DOWNLOAD_DEADLINE_S`), and a minimum average rate once `min_rate_after_s` have passed;
 - a cancel (the `cancel` event, or an exception such as cog's cancel raised in the waiting thread)
@@ -35,19 +35,35 @@ import contextlib
 import dataclasses
 import os
 import re
+import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from infer.lib.audio import AudioDecodeError, convert_to_wav, describe_bad_file, probe
 from infer.lib.diskspace import is_disk_full
 from infer.lib.errors import CancelledError, ConfigError, UserInputError
+from infer.lib.http_get import (
+    Cancelled,
+    RetriesExhausted,
+    RetryPolicy,
+    Transfer,
+    TransferWatchdog,
+    TransientError,
+    body_chunks,
+    call_with_retries,
+    status_error,
+)
 from infer.lib.log import get_logger
 from infer.lib.urls import DestinationRefused, check_destination, check_peer, redact_text, redact_url
+
+if TYPE_CHECKING:
+    import requests
 
 _log = get_logger("download")
 
@@ -55,6 +71,7 @@ MiB = 1 << 20
 _CHUNK = 256 * 1024
 DEADLINE_ENV = "RVC_DOWNLOAD_DEADLINE_S"
 _REDIRECTS = (301, 302, 303, 307, 308)
+_DISK_FULL = "disk full"  # a URL's outcome when the disk filled up
 
 
 def _env_deadline() -> float:
@@ -100,7 +117,12 @@ class DownloadSettings:
         if self.retries < 0 or self.backoff_s < 0 or self.max_backoff_s < 0:
             raise ValueError("DownloadSettings.retries/backoff_s/max_backoff_s must be >= 0")
 
-    def to_dict(self) -> dict:
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """`retries`, `backoff_s` and `max_backoff_s` as the shared retry mechanism takes them."""
+        return RetryPolicy(self.retries, self.backoff_s, self.max_backoff_s)
+
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
@@ -116,20 +138,19 @@ class DownloadedFile:
     source_codec: str
     attempts: int
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["path"] = str(self.path)
         return d
 
 
 class _DownloadFailed(Exception):
-    """A URL failed for a reason worth showing to the user."""
+    """A URL failed for good, for a reason worth showing to the user (transient failures raise
+    `TransientError` and are retried)."""
 
-    def __init__(self, reason: str, retryable: bool = False, retry_after: float | None = None):
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.retryable = retryable
-        self.retry_after = retry_after
 
 
 def short_url(url: str, limit: int = 120) -> str:
@@ -137,84 +158,8 @@ def short_url(url: str, limit: int = 120) -> str:
     return redact_url(url, limit)
 
 
-class _Cancelled(Exception):
-    """The job was cancelled while this file was downloading."""
-
-
 class _DiskFull(Exception):
     """Writing the download failed for want of disk space."""
-
-
-@dataclass
-class _Transfer:
-    """One running attempt, watched by `_Watchdog`: its socket, its start and the bytes it received."""
-
-    file_deadline: float
-    started: float = dataclasses.field(default_factory=time.monotonic)
-    received: int = 0
-    sock: object = None
-    reason: str | None = None  # "cancelled", "deadline" or "slow" once aborted
-
-    def abort(self, reason: str) -> None:
-        import socket
-
-        if self.reason is None:
-            self.reason = reason
-        sock = self.sock
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in recv()
-
-
-class _Watchdog:
-    """A thread that aborts transfers on cancel, past their file's deadline, or below the minimum rate."""
-
-    def __init__(self, settings: DownloadSettings, cancel: threading.Event) -> None:
-        self.s = settings
-        self.cancel = cancel
-        self._lock = threading.Lock()
-        self._active: set[int] = set()
-        self._transfers: dict[int, _Transfer] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="download-watchdog", daemon=True)
-
-    def __enter__(self) -> _Watchdog:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-
-    @contextlib.contextmanager
-    def watch(self, t: _Transfer) -> Iterator[_Transfer]:
-        with self._lock:
-            self._transfers[id(t)] = t
-        try:
-            yield t
-        finally:
-            with self._lock:
-                self._transfers.pop(id(t), None)
-
-    def abort_all(self, reason: str) -> None:
-        with self._lock:
-            ts = list(self._transfers.values())
-        for t in ts:
-            t.abort(reason)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.2):
-            if self.cancel.is_set():
-                self.abort_all("cancelled")
-                continue
-            now = time.monotonic()
-            with self._lock:
-                ts = list(self._transfers.values())
-            for t in ts:
-                el = now - t.started
-                if now > t.file_deadline:
-                    t.abort("deadline")
-                elif el > self.s.min_rate_after_s and t.received / el < self.s.min_rate_bytes_s:
-                    t.abort("slow")
 
 
 def safe_stem(url: str, limit: int = 60) -> str:
@@ -231,10 +176,12 @@ def safe_stem(url: str, limit: int = 60) -> str:
 class WavDownloader:
     """Downloads URLs concurrently and converts each to a mono WAV; see the module docstring."""
 
-    def __init__(self, settings: DownloadSettings | None = None):
+    def __init__(self, settings: DownloadSettings | None = None) -> None:
         self.settings = settings or DownloadSettings()
         self._lock = threading.Lock()
         self._total = 0
+        self._cancel = threading.Event()  # set to stop the running download's threads
+        self._watchdog: TransferWatchdog | None = None
 
     # ---- public -------------------------------------------------------------------------------
     def validate(self, urls: list[str]) -> list[str]:
@@ -266,52 +213,54 @@ class WavDownloader:
         `cancel`: set it to stop; `CancelledError` is raised within about a second. `DiskFullError` when
         the disk fills up.
         """
-        import requests
-
         urls = self.validate(urls)
-        cancel = cancel or threading.Event()
-        stop = threading.Event()  # ours: set on the caller's cancel, or when the disk is full
-        self._cancel = stop
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         self._total = 0
+        results = self._download_all(urls, out_dir, cancel or threading.Event())
+        ok = [r for r in results if isinstance(r, DownloadedFile)]
+        failed = [(u, r) for u, r in zip(urls, results) if isinstance(r, str)]
+        if failed:
+            for r in ok:
+                r.path.unlink(missing_ok=True)
+        if _DISK_FULL in results:
+            from infer.lib.diskspace import disk_full_error
+
+            raise disk_full_error(out_dir, "downloading the audio")
+        if failed:
+            lines = "\n".join(f"  {short_url(u)}: {reason}" for u, reason in failed)
+            raise UserInputError(
+                f"{len(failed)} of {len(urls)} audio URL(s) could not be used; fix or remove them and try again:\n"
+                + lines
+            )
+        total_s = sum(r.duration_s for r in ok)
+        _log.info("downloaded %d file(s), %.1f MiB, %.1f s of audio", len(ok), self._total / MiB, total_s)
+        return ok
+
+    def _download_all(self, urls: list[str], out_dir: Path, cancel: threading.Event) -> list[DownloadedFile | str]:
+        """Each URL's file or the reason it failed, downloaded by a thread pool. On a cancel (`cancel`,
+        or an exception raised in this thread) the threads are stopped, not awaited, and files removed."""
+        stop = threading.Event()  # ours: set on the caller's cancel, or when the disk is full
+        self._cancel = stop
+        session = self._session()
         width = max(3, len(str(len(urls) - 1)))
-        session = requests.Session()
-        session.headers["User-Agent"] = self.settings.user_agent
-        adapter = requests.adapters.HTTPAdapter(pool_maxsize=self.settings.max_workers, max_retries=0)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
         results: list[DownloadedFile | str] = [""] * len(urls)
 
-        disk_full: list[str] = []
-
         def job(i: int) -> None:
-            try:
-                results[i] = self._one(session, i, urls[i], out_dir, width)
-            except _DownloadFailed as e:
-                results[i] = redact_text(e.reason)
-            except _Cancelled:
-                results[i] = "cancelled"
-            except (_DiskFull, OSError) as e:
-                if isinstance(e, _DiskFull) or is_disk_full(e):
-                    disk_full.append(str(out_dir))
-                    results[i] = "disk full"
-                    stop.set()  # the others cannot finish either
-                    return
-                _log.exception("unexpected failure downloading %s", short_url(urls[i]))
-                results[i] = redact_text(f"unexpected error: {type(e).__name__}: {e}")
-            except Exception as e:  # noqa: BLE001 - every failure becomes a line in the user's error
-                _log.exception("unexpected failure downloading %s", short_url(urls[i]))
-                results[i] = redact_text(f"unexpected error: {type(e).__name__}: {e}")
+            results[i] = self._job(session, i, urls[i], out_dir, width)
+            if results[i] == _DISK_FULL:
+                stop.set()  # the others cannot finish either
 
         _log.info("downloading %d file(s) with %d worker(s)", len(urls), self.settings.max_workers)
         pool = ThreadPoolExecutor(max_workers=min(self.settings.max_workers, len(urls)), thread_name_prefix="download")
-        self._watchdog = _Watchdog(self.settings, stop)
+        s = self.settings
+        watchdog = self._watchdog = TransferWatchdog(
+            stop, s.min_rate_bytes_s, s.min_rate_after_s, name="download-watchdog"
+        )
         done_ok = False
         try:
-            with self._watchdog:
-                futures = [pool.submit(job, i) for i in range(len(urls))]
-                pending = set(futures)
+            with watchdog:
+                pending = {pool.submit(job, i) for i in range(len(urls))}
                 while pending:
                     _, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
                     if cancel.is_set():
@@ -320,7 +269,7 @@ class WavDownloader:
         except BaseException:
             # a cancel (ours, or cog's exception raised in this thread): stop the threads, do not wait
             stop.set()
-            self._watchdog.abort_all("cancelled")
+            watchdog.abort_all("cancelled")
             raise
         finally:
             pool.shutdown(wait=done_ok, cancel_futures=True)
@@ -329,30 +278,34 @@ class WavDownloader:
                 for r in results:
                     if isinstance(r, DownloadedFile):
                         r.path.unlink(missing_ok=True)
-        if disk_full:
-            for r in results:
-                if isinstance(r, DownloadedFile):
-                    r.path.unlink(missing_ok=True)
-            from infer.lib.diskspace import disk_full_error
+        return results
 
-            raise disk_full_error(Path(disk_full[0]), "downloading the audio")
-        failed = [(urls[i], r) for i, r in enumerate(results) if isinstance(r, str)]
-        if failed:
-            for r in results:
-                if isinstance(r, DownloadedFile):
-                    r.path.unlink(missing_ok=True)
-            lines = "\n".join(f"  {short_url(u)}: {reason}" for u, reason in failed)
-            raise UserInputError(
-                f"{len(failed)} of {len(urls)} audio URL(s) could not be used; fix or remove them and try again:\n"
-                + lines
-            )
-        ok = [r for r in results if isinstance(r, DownloadedFile)]
-        total_s = sum(r.duration_s for r in ok)
-        _log.info("downloaded %d file(s), %.1f MiB, %.1f s of audio", len(ok), self._total / MiB, total_s)
-        return ok
+    def _session(self) -> requests.Session:
+        import requests
+
+        session = requests.Session()
+        session.headers["User-Agent"] = self.settings.user_agent
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=self.settings.max_workers, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
+
+    def _job(self, session: requests.Session, i: int, url: str, out_dir: Path, width: int) -> DownloadedFile | str:
+        """URL number `i`'s file, or why it failed (redacted; `_DISK_FULL` when the disk is full)."""
+        try:
+            return self._one(session, i, url, out_dir, width)
+        except _DownloadFailed as e:
+            return redact_text(e.reason)
+        except Cancelled:
+            return "cancelled"
+        except Exception as e:  # noqa: BLE001 - every failure becomes a line in the user's error
+            if isinstance(e, _DiskFull) or (isinstance(e, OSError) and is_disk_full(e)):
+                return _DISK_FULL
+            _log.exception("unexpected failure downloading %s", short_url(url))
+            return redact_text(f"unexpected error: {type(e).__name__}: {e}")
 
     # ---- one URL ------------------------------------------------------------------------------
-    def _one(self, session, index: int, url: str, out_dir: Path, width: int) -> DownloadedFile:
+    def _one(self, session: requests.Session, index: int, url: str, out_dir: Path, width: int) -> DownloadedFile:
         raw = out_dir / f".{index:0{width}d}.download"
         dst = out_dir / f"{index:0{width}d}_{safe_stem(url)}.wav"
         attempts = 0
@@ -417,47 +370,35 @@ class WavDownloader:
         if len(data) > self.settings.max_file_bytes:
             raise self._too_big()
         self._reserve(len(data))
-        try:
-            raw.write_bytes(data)
-        except OSError as e:
-            if is_disk_full(e):
-                raise _DiskFull() from e
-            raise
+        _write(raw.write_bytes, data)
         return len(data)
 
-    def _fetch_with_retries(self, session, url: str, raw: Path) -> tuple[int, int]:
-        s = self.settings
-        cancel = getattr(self, "_cancel", None) or threading.Event()
-        file_deadline = time.monotonic() + s.deadline_s
-        attempt = 0
-        while True:
-            attempt += 1
-            if cancel.is_set():
-                raise _Cancelled()
-            try:
-                return self._fetch(session, url, raw, file_deadline), attempt
-            except _DownloadFailed as e:
-                if not e.retryable or attempt > s.retries:
-                    if attempt > 1 and e.retryable:
-                        raise _DownloadFailed(f"{e.reason} (gave up after {attempt} attempts)") from e
-                    raise
-                wait = min(s.max_backoff_s, s.backoff_s * 2 ** (attempt - 1))
-                if e.retry_after is not None:
-                    wait = min(s.max_backoff_s, max(wait, e.retry_after))
-                if time.monotonic() + wait >= file_deadline:
-                    raise _DownloadFailed(f"{e.reason}; {self._deadline_text()}") from e
-                _log.warning(
-                    "%s: %s; retry %d/%d in %.1f s", short_url(url), redact_text(e.reason), attempt, s.retries, wait
-                )
-                if cancel.wait(wait):
-                    raise _Cancelled() from None
+    def _fetch_with_retries(self, session: requests.Session, url: str, raw: Path) -> tuple[int, int]:
+        """(bytes received, attempts made) downloading `url` into `raw`, retrying transient failures
+        (`settings.retry_policy`) until the file's deadline."""
+        deadline = time.monotonic() + self.settings.deadline_s
+        try:
+            return call_with_retries(
+                lambda: self._fetch(session, url, raw, deadline),
+                self.settings.retry_policy,
+                short_url(url),
+                deadline=deadline,
+                cancel=self._cancel,
+                log=_log,
+            )
+        except RetriesExhausted as e:
+            if e.past_deadline:
+                raise _DownloadFailed(f"{e.last.reason}; {self._deadline_text()}") from e
+            if e.attempts > 1:
+                raise _DownloadFailed(f"{e.last.reason} (gave up after {e.attempts} attempts)") from e
+            raise _DownloadFailed(e.last.reason) from e
 
     def _deadline_text(self) -> str:
         return (
             f"the download did not finish within {self.settings.deadline_s:g} s (the per-file deadline, {DEADLINE_ENV})"
         )
 
-    def _open(self, session, url: str, file_deadline: float):
+    def _open(self, session: requests.Session, url: str, file_deadline: float) -> requests.Response:
         """GET `url` (stream), following redirects here: each hop must be http(s) to a public host."""
         s = self.settings
         current = url
@@ -492,71 +433,24 @@ class WavDownloader:
             current = urllib.parse.urljoin(current, target)
         raise _DownloadFailed("too many redirects")
 
-    def _fetch(self, session, url: str, raw: Path, file_deadline: float | None = None) -> int:
-        import urllib3
-
-        s = self.settings
-        if file_deadline is None:
-            file_deadline = time.monotonic() + s.deadline_s
-        received = 0
-        t = _Transfer(file_deadline)
-        watchdog = getattr(self, "_watchdog", None)
-        watching = watchdog.watch(t) if watchdog is not None else contextlib.nullcontext(t)
+    def _fetch(self, session: requests.Session, url: str, raw: Path, file_deadline: float) -> int:
+        """One attempt at `url` into `raw`: the bytes received. `TransientError` for what may pass."""
+        t = Transfer(file_deadline)
+        watching = self._watchdog.watch(t) if self._watchdog is not None else contextlib.nullcontext(t)
         try:
             with watching, self._open(session, url, file_deadline) as r:
                 t.sock = _socket_of(r)
                 if t.reason:
                     t.abort(t.reason)
                 if r.status_code >= 400:
-                    retryable = r.status_code >= 500 or r.status_code == 429
-                    retry_after = _retry_after(r.headers.get("Retry-After"))
-                    raise _DownloadFailed(
-                        f"HTTP {r.status_code} {r.reason or ''}".strip(), retryable=retryable, retry_after=retry_after
-                    )
-                length = r.headers.get("Content-Length")
-                if length and length.isdigit() and int(length) > s.max_file_bytes:
-                    raise self._too_big()
-                try:
-                    with open(raw, "wb") as f:
-                        for chunk in _chunks(r):
-                            if t.reason:
-                                break
-                            if received + len(chunk) > s.max_file_bytes:
-                                raise self._too_big()
-                            self._reserve(len(chunk))
-                            received += len(chunk)
-                            t.received = received
-                            try:
-                                f.write(chunk)
-                            except OSError as e:
-                                if is_disk_full(e):
-                                    raise _DiskFull() from e
-                                raise
-                except BaseException:
-                    self._release(received)
-                    raise
-                if t.reason:
-                    self._release(received)
-                    raise self._aborted(t)
+                    transient = status_error(r.status_code, r.reason or "", r.headers)
+                    raise transient or _DownloadFailed(f"HTTP {r.status_code} {r.reason or ''}".strip())
+                received = self._receive(r, raw, t)
                 ctype = (r.headers.get("Content-Type") or "").lower()
-        except (_DownloadFailed, _DiskFull, _Cancelled):
+        except (_DownloadFailed, TransientError, _DiskFull, Cancelled):
             raise
         except Exception as e:
-            if t.reason:  # the watchdog shut the socket: say why, not what the socket said
-                raise self._aborted(t) from e
-            if isinstance(e, urllib3.exceptions.ReadTimeoutError):
-                raise _DownloadFailed(
-                    f"the server stopped sending data for {s.read_timeout_s:g} s (read timeout)", retryable=True
-                ) from e
-            if isinstance(e, urllib3.exceptions.ProtocolError):
-                raise _DownloadFailed(
-                    "the transfer was cut off before the end (truncated download: fewer bytes than the server "
-                    "announced)",
-                    retryable=True,
-                ) from e
-            if is_disk_full(e):
-                raise _DiskFull() from e
-            err = self._request_error(e)
+            err = self._aborted(t) if t.reason else self._request_error(e)
             if err is e:
                 raise
             raise err from e
@@ -568,9 +462,35 @@ class WavDownloader:
                 raise _DownloadFailed(bad)
         return received
 
-    def _aborted(self, t: _Transfer) -> Exception:
+    def _receive(self, r: requests.Response, raw: Path, t: Transfer) -> int:
+        """Stream the body into `raw` within the size limits: the bytes received."""
+        limit = self.settings.max_file_bytes
+        length = r.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > limit:
+            raise self._too_big()
+        received = 0
+        try:
+            with open(raw, "wb") as f:
+                for chunk in body_chunks(r, _CHUNK):
+                    if t.reason:
+                        break
+                    if received + len(chunk) > limit:
+                        raise self._too_big()
+                    self._reserve(len(chunk))
+                    received += len(chunk)
+                    t.received = received
+                    _write(f.write, chunk)
+        except BaseException:
+            self._release(received)
+            raise
+        if t.reason:
+            self._release(received)
+            raise self._aborted(t)
+        return received
+
+    def _aborted(self, t: Transfer) -> Exception:
         if t.reason == "cancelled":
-            return _Cancelled()
+            return Cancelled()
         if t.reason == "deadline":
             return _DownloadFailed(self._deadline_text())
         el = max(1e-9, time.monotonic() - t.started)
@@ -580,27 +500,31 @@ class WavDownloader:
         )
 
     def _request_error(self, e: Exception) -> Exception:
-        """What a `requests` failure means for the user, and whether another attempt may help."""
+        """What a failed request means for the user (`TransientError` when another attempt may
+        help); `e` itself when it is none of the known failures."""
         import requests
+        import urllib3
 
         s = self.settings
         rex = requests.exceptions
         read_timeout = f"the server stopped sending data for {s.read_timeout_s:g} s (read timeout)"
+        truncated = (
+            "the transfer was cut off before the end (truncated download: fewer bytes than the server announced)"
+        )
+        if isinstance(e, (urllib3.exceptions.ReadTimeoutError, rex.ReadTimeout, TimeoutError)):
+            return TransientError(read_timeout)
+        if isinstance(e, (urllib3.exceptions.ProtocolError, rex.ChunkedEncodingError)):
+            return TransientError(truncated)
+        if is_disk_full(e):
+            return _DiskFull()
         if isinstance(e, rex.ConnectTimeout):
-            return _DownloadFailed(f"connection timed out after {s.connect_timeout_s:g} s", retryable=True)
-        if isinstance(e, (rex.ReadTimeout, TimeoutError)):
-            return _DownloadFailed(read_timeout, retryable=True)
-        if isinstance(e, rex.ChunkedEncodingError):
-            return _DownloadFailed(
-                "the transfer was cut off before the end (truncated download: fewer bytes than the server announced)",
-                retryable=True,
-            )
+            return TransientError(f"connection timed out after {s.connect_timeout_s:g} s")
         if isinstance(e, rex.SSLError):
             return _DownloadFailed(f"TLS/SSL failed ({_short_exc(e)})")
         if isinstance(e, rex.ConnectionError):
             if "Read timed out" in str(e):
-                return _DownloadFailed(read_timeout, retryable=True)
-            return _DownloadFailed(f"connection failed ({_short_exc(e)})", retryable=True)
+                return TransientError(read_timeout)
+            return TransientError(f"connection failed ({_short_exc(e)})")
         if isinstance(e, (rex.InvalidURL, rex.InvalidSchema, rex.MissingSchema)):
             return _DownloadFailed(f"invalid URL ({_short_exc(e)})")
         if isinstance(e, rex.TooManyRedirects):
@@ -610,16 +534,17 @@ class WavDownloader:
         return e
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
+def _write(write: Callable[[bytes], object], data: bytes) -> None:
+    """`write(data)`; a full disk raises `_DiskFull`."""
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+        write(data)
+    except OSError as e:
+        if is_disk_full(e):
+            raise _DiskFull() from e
+        raise
 
 
-def _proxied(session, url: str) -> bool:
+def _proxied(session: requests.Session, url: str) -> bool:
     """True when `requests` sends `url` through a proxy (the session's, or the environment's)."""
     import requests
 
@@ -629,26 +554,12 @@ def _proxied(session, url: str) -> bool:
     return bool(requests.utils.select_proxy(url, proxies))
 
 
-def _socket_of(r) -> object:
+def _socket_of(r: requests.Response) -> socket.socket | None:
     """The socket under a streamed `requests` response (urllib3 2), or None."""
-    conn = getattr(getattr(r, "raw", None), "connection", None) or getattr(getattr(r, "raw", None), "_connection", None)
-    return getattr(conn, "sock", None)
-
-
-def _chunks(r) -> Iterator[bytes]:
-    """The body as it arrives: `read1` returns whatever one socket read gave (so a trickle is still
-    seen chunk by chunk); older urllib3 falls back to fixed-size chunks."""
-    raw = r.raw
-    if hasattr(raw, "read1"):
-        while True:
-            chunk = raw.read1(_CHUNK, decode_content=True)
-            if not chunk:
-                return
-            yield chunk
-    else:
-        for chunk in r.iter_content(_CHUNK):
-            if chunk:
-                yield chunk
+    raw = getattr(r, "raw", None)
+    conn = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
+    sock = getattr(conn, "sock", None)
+    return sock if isinstance(sock, socket.socket) else None
 
 
 def _short_exc(e: BaseException) -> str:

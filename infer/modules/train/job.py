@@ -250,14 +250,8 @@ class SharedModels:
         from infer.lib.errors import WeightsError
         from infer.lib.hubert import load_hubert
         from infer.lib.rmvpe import load_rmvpe
-        from infer.lib.weights import (
-            HUBERT,
-            MOSSFORMER2,
-            RMVPE,
-            WeightDownloader,
-            WeightsSettings,
-            base_weights,
-        )
+        from infer.lib.weight_downloader import WeightDownloader, WeightsSettings
+        from infer.lib.weights import HUBERT, MOSSFORMER2, RMVPE, base_weights
 
         device = device if device is not None else pick_device()
         enable_tf32()

@@ -333,7 +333,8 @@ class TrainModules:
 
     def fetch_weights(self, until: str | None = None) -> dict[str, Path]:
         """Paths of every weight the job needs (fetched unless given); records stand-ins in `standin`."""
-        from infer.lib.weights import STANDIN_MANIFEST, WeightDownloader, WeightsSettings
+        from infer.lib.weight_downloader import WeightDownloader, WeightsSettings
+        from infer.lib.weights import STANDIN_MANIFEST
 
         names = self.required_weights(until)
         settings = self._weights_settings or WeightsSettings.from_env()

@@ -242,7 +242,7 @@ class VC:
 
     # ------------------------------------------------------------------------------ shared weights
     def _weight(self, name: str) -> Path:
-        from infer.lib.weights import WeightDownloader
+        from infer.lib.weight_downloader import WeightDownloader
 
         return WeightDownloader().fetch([name])[name]
 
