@@ -24,7 +24,7 @@ from pathlib import Path
 from infer.lib.config import SAMPLE_RATES, VERSIONS
 from infer.lib.errors import RVCError, UserInputError
 from infer.lib.log import get_logger, setup_logging
-from infer.lib.weight_downloader import record_standins
+from infer.lib.weight_files import record_standins
 from infer.lib.weights import (
     BUNDLES,
     HUBERT,

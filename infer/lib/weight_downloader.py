@@ -13,24 +13,23 @@ bucket.
 
 A stand-in folder (`python -m tools.make_standin_weights`) carries `STANDIN_MANIFEST` (listing the
 files it wrote with their own size and sha256), so its files are verified against that list instead
-of the published checksums, and a loud warning is logged.
+of the published checksums (`infer.lib.weight_files`), and a loud warning is logged.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infer.lib.errors import ConfigError, UserInputError, WeightsError
-from infer.lib.fileio import atomic_write_text, sha256_file
+from infer.lib.fileio import sha256_file
 from infer.lib.http_get import (
     RetriesExhausted,
     RetryPolicy,
@@ -42,12 +41,12 @@ from infer.lib.http_get import (
 )
 from infer.lib.log import get_logger, is_terminal
 from infer.lib.urls import redact_text, redact_url
-from infer.lib.weights import BUNDLES, DEFAULT_WEIGHTS_DIR, MANIFEST, STANDIN_MANIFEST, WeightBundle, WeightFile
+from infer.lib.weight_files import Expected, file_problem, hidden_path, read_standin_listing, stamp_path, write_stamp
+from infer.lib.weights import BUNDLES, DEFAULT_WEIGHTS_DIR, MANIFEST, WeightBundle, WeightFile
 
 _log = get_logger("weights")
 
 _CHUNK = 1 << 16
-_STAMP_SUFFIX = ".verified.json"
 
 # --------------------------------------------------------------------------------------------------
 # Settings
@@ -117,82 +116,6 @@ class WeightsSettings:
             kwargs["hf_token"] = env["HF_TOKEN"]
         kwargs.update(overrides)
         return cls(**kwargs)
-
-
-# --------------------------------------------------------------------------------------------------
-# Verification helpers
-# --------------------------------------------------------------------------------------------------
-
-
-def _hidden(path: Path, suffix: str) -> Path:
-    """A hidden companion file beside `path` (listing code skips names starting with '.')."""
-    return path.with_name(f".{path.name}{suffix}")
-
-
-def _stamp_path(path: Path) -> Path:
-    return _hidden(path, _STAMP_SUFFIX)
-
-
-def _read_stamp(path: Path, st: os.stat_result) -> str | None:
-    """The sha256 remembered for `path` if the stamp matches its current size and mtime."""
-    try:
-        data = json.loads(_stamp_path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    if data.get("size") == st.st_size and data.get("mtime_ns") == st.st_mtime_ns:
-        sha = data.get("sha256")
-        return sha if isinstance(sha, str) else None
-    return None
-
-
-def _write_stamp(path: Path, sha: str) -> None:
-    st = path.stat()
-    try:
-        atomic_write_text(
-            _stamp_path(path), json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha})
-        )
-    except OSError as e:  # a read-only weights folder (baked into an image) still works
-        _log.debug("could not write the stamp for %s: %s", path, e)
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of `path`, from its stamp when size and mtime are unchanged, else hashed (and stamped)."""
-    st = path.stat()
-    sha = _read_stamp(path, st)
-    if sha is None:
-        sha = sha256_file(path)
-        _write_stamp(path, sha)
-    return sha
-
-
-@dataclass(frozen=True)
-class _Expect:
-    """A file's expected size in bytes and sha256 (lowercase hex); None where unknown."""
-
-    size: int | None
-    sha256: str | None
-
-    def mismatch(self, path: Path, size: int, sha256_of: Callable[[Path], str]) -> str | None:
-        """What makes `path` (of `size` bytes) differ from this, None when nothing does; `sha256_of`
-        hashes it, only when the size is right."""
-        if self.size is not None and size != self.size:
-            return f"size {size} bytes, expected {self.size} (truncated or corrupt)"
-        if self.sha256 is not None:
-            sha = sha256_of(path)
-            if sha != self.sha256:
-                return f"sha256 {sha}, expected {self.sha256} (corrupt)"
-        return None
-
-
-def _problem(path: Path, expect: _Expect) -> str | None:
-    """None when `path` is present and matches `expect`, else what is wrong (for messages)."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return "missing"
-    if not path.is_file():
-        return "not a file"
-    return expect.mismatch(path, st.st_size, file_sha256)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -266,7 +189,7 @@ class WeightDownloader:
         self.manifest = dict(MANIFEST if manifest is None else manifest)
         self.bundles = dict(BUNDLES if bundles is None else bundles)
         self.stats = _FetchStats()
-        self._standin = self._read_standin_manifest()
+        self._standin = read_standin_listing(self.weights_dir)
 
     # -- names and paths ---------------------------------------------------------------------------
 
@@ -303,22 +226,11 @@ class WeightDownloader:
 
     # -- stand-in folders --------------------------------------------------------------------------
 
-    def _read_standin_manifest(self) -> dict[str, _Expect]:
-        path = self.weights_dir / STANDIN_MANIFEST
-        if not path.is_file():
-            return {}
-        try:
-            data = json.loads(path.read_text())
-            files = {k: _Expect(int(v["size"]), str(v["sha256"])) for k, v in data["files"].items()}
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise WeightsError(f"{path} is unreadable ({e}); write the stand-in folder again") from e
-        return files
-
-    def _expect(self, name: str) -> _Expect:
+    def _expect(self, name: str) -> Expected:
         if name in self._standin:
             return self._standin[name]
         f = self.manifest[name]
-        return _Expect(f.size, f.sha256)
+        return Expected(f.size, f.sha256)
 
     # -- checking ----------------------------------------------------------------------------------
 
@@ -326,7 +238,7 @@ class WeightDownloader:
         """{file name: problem} for the files of `names` that are missing or damaged; no network."""
         out = {}
         for name in self._expand(names):
-            problem = _problem(self.weights_dir / name, self._expect(name))
+            problem = file_problem(self.weights_dir / name, self._expect(name))
             if problem is not None:
                 out[name] = problem
         return out
@@ -343,7 +255,7 @@ class WeightDownloader:
         if standins:
             _log.warning("using STAND-IN weights from %s for %s", self.weights_dir, ", ".join(standins))
         if self.settings.offline:
-            problems = {f: p for f in files if (p := _problem(self.weights_dir / f, self._expect(f)))}
+            problems = {f: p for f in files if (p := file_problem(self.weights_dir / f, self._expect(f)))}
             if problems:
                 raise WeightsError(self._offline_message(problems))
         else:
@@ -391,10 +303,10 @@ class WeightDownloader:
 
         dest = self.weights_dir / name
         expect = self._expect(name)
-        if _problem(dest, expect) is None:  # the common case: no lock needed (works on read-only folders)
+        if file_problem(dest, expect) is None:  # the common case: no lock needed (works on read-only folders)
             return dest
         dest.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(_hidden(dest, ".lock")), thread_local=False)
+        lock = FileLock(str(hidden_path(dest, ".lock")), thread_local=False)
         try:
             lock.acquire(timeout=0)
         except Timeout:
@@ -407,7 +319,7 @@ class WeightDownloader:
                     "if no other job is running, delete that lock file"
                 ) from e
         try:
-            problem = _problem(dest, expect)  # again: another job may have fetched it meanwhile
+            problem = file_problem(dest, expect)  # again: another job may have fetched it meanwhile
             if problem is None:
                 return dest
             if name in self._standin:
@@ -424,21 +336,21 @@ class WeightDownloader:
             lock.release()
 
     @staticmethod
-    def _salvage(dest: Path, expect: _Expect) -> None:
+    def _salvage(dest: Path, expect: Expected) -> None:
         """A damaged cached file: keep a truncated one as the partial download (resumed and then
         verified), delete anything else."""
-        part = _hidden(dest, ".part")
+        part = hidden_path(dest, ".part")
         size = dest.stat().st_size if dest.is_file() else None
         if size is not None and expect.size is not None and 0 < size < expect.size and not part.exists():
             os.replace(dest, part)
         else:
             dest.unlink(missing_ok=True)
-        _stamp_path(dest).unlink(missing_ok=True)
+        stamp_path(dest).unlink(missing_ok=True)
 
-    def _download(self, name: str, dest: Path, expect: _Expect) -> None:
+    def _download(self, name: str, dest: Path, expect: Expected) -> None:
         """Download `name` into `dest` (caller holds the lock), trying each URL in turn. A download
         whose size or sha256 is wrong is fetched once more from scratch, then refused."""
-        part = _hidden(dest, ".part")
+        part = hidden_path(dest, ".part")
         urls = self.urls(name)
         not_found: list[str] = []
         failures: list[str] = []
@@ -478,11 +390,11 @@ class WeightDownloader:
         )
 
     @staticmethod
-    def _check_part(part: Path, expect: _Expect, total: int | None) -> str | None:
+    def _check_part(part: Path, expect: Expected, total: int | None) -> str | None:
         """What is wrong with a finished download (`total`: the size the server announced)."""
         if not part.is_file():
             return "no data"
-        want = expect if expect.size is not None else _Expect(total, expect.sha256)
+        want = expect if expect.size is not None else Expected(total, expect.sha256)
         return want.mismatch(part, part.stat().st_size, sha256_file)
 
     def _install(self, name: str, part: Path, dest: Path) -> None:
@@ -491,14 +403,14 @@ class WeightDownloader:
         os.replace(part, dest)
         expect = self._expect(name)
         sha = expect.sha256 or sha256_file(dest)
-        _write_stamp(dest, sha)
+        write_stamp(dest, sha)
         if expect.sha256 is None:
             _log.info("%s: no published checksum; downloaded file has sha256 %s", name, sha)
         with self.stats.lock:
             self.stats.downloaded.append(name)
         _log.info("%s: ready (%d bytes)", name, dest.stat().st_size)
 
-    def _get(self, name: str, url: str, part: Path, expect: _Expect) -> int | None:
+    def _get(self, name: str, url: str, part: Path, expect: Expected) -> int | None:
         """Download `url` into `part`, resuming from its current size, retrying transient failures
         (`settings.retry_policy`). Returns the total size the server announced (None if unknown)."""
         total, _ = call_with_retries(
@@ -506,7 +418,7 @@ class WeightDownloader:
         )
         return total
 
-    def _get_once(self, name: str, url: str, part: Path, expect: _Expect) -> int | None:
+    def _get_once(self, name: str, url: str, part: Path, expect: Expected) -> int | None:
         """One GET of `url` into `part` (from byte `offset` with a Range request when part exists)."""
         import requests
 
@@ -590,26 +502,3 @@ class WeightDownloader:
             bar.close()
         if total is not None and got < total:
             raise TransientError(f"connection closed at byte {got} of {total}")
-
-
-def record_standins(weights_dir: str | os.PathLike[str], names: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Mark files under `weights_dir` as stand-ins: add them (size, sha256) to `STANDIN_MANIFEST` and
-    stamp them. Called by `tools.make_standin_weights` after writing; returns the updated file list."""
-    weights_dir = Path(weights_dir)
-    listing = weights_dir / STANDIN_MANIFEST
-    files: dict[str, dict[str, Any]] = {}
-    if listing.is_file():
-        files = json.loads(listing.read_text()).get("files", {})
-    for name in names:
-        path = weights_dir / name
-        sha = sha256_file(path)
-        _write_stamp(path, sha)
-        files[name] = {"size": path.stat().st_size, "sha256": sha}
-    doc = {
-        "warning": "STAND-IN WEIGHTS (deterministic random values): for tests and the offline demo only; "
-        "a voice trained from them is not usable",
-        "written_by": "python -m tools.make_standin_weights",
-        "files": dict(sorted(files.items())),
-    }
-    atomic_write_text(listing, json.dumps(doc, indent=1) + "\n")
-    return files
