@@ -12,8 +12,6 @@ from infer.lib.checkpoint import (
     SUPPORTED_VOCODER,
     build_generator_from_small_model,
     export_small_model,
-    identify_discriminator,
-    identify_generator,
     load_checkpoint,
     load_pretrained,
     load_small_model,
@@ -21,6 +19,7 @@ from infer.lib.checkpoint import (
 )
 from infer.lib.config import load_config
 from infer.lib.errors import UserInputError
+from infer.lib.model_variant import identify_discriminator, identify_generator
 from infer.lib.models import build_discriminator, build_generator
 from infer.lib.standin import STANDIN_KEY
 from tools.standin_writers import deterministic_tensor, write_standin_pretrained

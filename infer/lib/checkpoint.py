@@ -10,7 +10,8 @@ On-disk layouts (the reference RVC ones, so RVC WebUI and Applio read what we wr
 
 State dicts use the classic weight-norm names (`weight_g`/`weight_v`); the newer
 `parametrizations.weight.original0/1` names and `module.` / `_orig_mod.` prefixes are accepted on load.
-Everything is read with `torch.load(..., weights_only=True)`: no pickled code runs.
+Everything is read with `torch.load(..., weights_only=True)`: no pickled code runs. A file's variant
+(version, pitch guidance, sample rate) is told from its shapes by `infer.lib.model_variant`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ from infer.lib.config import SAMPLE_RATES, VERSIONS, ModelParams, RVCConfig, loa
 from infer.lib.errors import UserInputError
 from infer.lib.fileio import atomic_torch_save
 from infer.lib.log import get_logger
+from infer.lib.model_variant import (
+    GeneratorVariant,
+    generator_signature,
+    identify_discriminator,
+    identify_generator,
+    model_variant,
+    shapes_of,
+)
 from infer.lib.models.discriminator import MultiPeriodDiscriminator
 from infer.lib.models.synthesizer import Synthesizer, build_generator
 from infer.lib.standin import pop_standin_marker, warn_standin
@@ -44,7 +53,6 @@ _log = get_logger("checkpoint")
 
 PathLike = str | os.PathLike[str]
 SUPPORTED_VOCODER = "HiFi-GAN"
-CONTENT_VERSIONS = {256: "v1", 768: "v2"}
 _RENAMES = ((".parametrizations.weight.original0", ".weight_g"), (".parametrizations.weight.original1", ".weight_v"))
 _APPLIO_EXTRAS = ("dataset_length", "author", "embedder_model", "speakers_id", "creation_date", "overtrain_info")
 
@@ -129,85 +137,6 @@ def _is_state_dict(obj: Any) -> bool:
     return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
 
 
-# ------------------------------------------------------------------------------- variant detection
-@dataclass(frozen=True)
-class GeneratorVariant:
-    """What a generator state dict is, as far as its shapes tell: version, pitch guidance, sample rate."""
-
-    version: str | None  # "v1" | "v2" | None (unknown content width)
-    use_f0: bool
-    sample_rate: str | None  # "32k" | "40k" | "48k" | None (non-standard or ambiguous)
-
-    def describe(self) -> str:
-        parts = [self.version or "non-standard", self.sample_rate or "(unknown rate)"]
-        return " ".join(parts) + (
-            " generator with pitch guidance (f0)" if self.use_f0 else " generator without pitch guidance"
-        )
-
-    def pretrained_name(self) -> str | None:
-        """The published file of this variant, e.g. `pretrained_v2/f0G40k.pth`."""
-        if self.version is None or self.sample_rate is None:
-            return None
-        folder = "pretrained_v2" if self.version == "v2" else "pretrained"
-        return f"{folder}/{'f0' if self.use_f0 else ''}G{self.sample_rate}.pth"
-
-
-def _generator_signature(shapes: Mapping[str, tuple[int, ...]]) -> tuple[Any, ...]:
-    """Shape features that tell the sample rate apart: upsampling kernels, noise-conv kernels, spec bins."""
-    ups = tuple(shapes[f"dec.ups.{i}.weight_v"][-1] for i in range(16) if f"dec.ups.{i}.weight_v" in shapes)
-    noise = tuple(
-        shapes[f"dec.noise_convs.{i}.weight"][-1] for i in range(16) if f"dec.noise_convs.{i}.weight" in shapes
-    )
-    spec = shapes.get("enc_q.pre.weight", (None, None))[1]
-    return ups, noise, spec
-
-
-def _standard_signatures(version: str, use_f0: bool) -> dict[str, tuple[Any, ...]]:
-    out = {}
-    for sr in SAMPLE_RATES:
-        cfg = load_config(version, sr)
-        m = cfg.model
-        noise: tuple[int, ...] = ()
-        if use_f0:
-            rates = m.upsample_rates
-            noise = tuple(2 * math.prod(rates[i + 1 :]) if i + 1 < len(rates) else 1 for i in range(len(rates)))
-        out[sr] = (tuple(m.upsample_kernel_sizes), noise, cfg.data.spec_channels)
-    return out
-
-
-def _signature_matches(sig: tuple[Any, ...], ref: tuple[Any, ...]) -> bool:
-    ups, noise, spec = sig
-    return ups == ref[0] and noise == ref[1] and (spec is None or spec == ref[2])
-
-
-def identify_generator(sd: Mapping[str, Any]) -> GeneratorVariant:
-    """The variant of a generator state dict (classic key names) from its shapes."""
-    shapes = {k: tuple(v.shape) for k, v in sd.items() if hasattr(v, "shape")}
-    emb = shapes.get("enc_p.emb_phone.weight")
-    version = CONTENT_VERSIONS.get(emb[1]) if emb is not None and len(emb) == 2 else None
-    use_f0 = "enc_p.emb_pitch.weight" in shapes
-    sample_rate = None
-    if version is not None:
-        sig = _generator_signature(shapes)
-        hits = [sr for sr, ref in _standard_signatures(version, use_f0).items() if _signature_matches(sig, ref)]
-        sample_rate = hits[0] if len(hits) == 1 else None
-    return GeneratorVariant(version, use_f0, sample_rate)
-
-
-def _model_variant(model: Synthesizer) -> GeneratorVariant:
-    found = identify_generator(unwrap_model(model).state_dict())
-    return GeneratorVariant(CONTENT_VERSIONS.get(model.content_dim), model.use_f0, found.sample_rate)
-
-
-def _discriminator_count(keys: Any) -> int:
-    return len({k.split(".")[1] for k in keys if k.startswith("discriminators.")})
-
-
-def identify_discriminator(sd: Mapping[str, Any]) -> str | None:
-    """ "v1" (1 + 6 sub-discriminators), "v2" (1 + 8) or None."""
-    return {7: "v1", 9: "v2"}.get(_discriminator_count(sd))
-
-
 # ---------------------------------------------------------------------------------- pretrained G/D
 def load_pretrained(path: PathLike, model: nn.Module, kind: str, expect: str | None = None) -> str | None:
     """Load a published pretrained `{"model": state_dict}` file (fp16/fp32) into `model`, strictly.
@@ -222,7 +151,21 @@ def load_pretrained(path: PathLike, model: nn.Module, kind: str, expect: str | N
         raise ValueError(f"kind must be 'G' or 'D', got {kind!r}")
     p = Path(path)
     what = f"pretrained {kind} file {p.name}"
-    obj = _load_file(p, what)
+    sd, standin = _pretrained_state(p, kind, _load_file(p, what))
+    target = unwrap_model(model)
+    if kind == "G":
+        label = _check_pretrained_generator(p.name, sd, target, expect)
+    else:
+        label = _check_pretrained_discriminator(p.name, sd, target, expect)
+    _check_shapes(_state_shapes(target), sd, what, f"This run is {label}; pick the matching pretrained file.")
+    target.load_state_dict(sd, strict=True)
+    if standin is not None:
+        warn_standin(what, standin)
+    return standin
+
+
+def _pretrained_state(p: Path, kind: str, obj: Any) -> tuple[dict[str, Any], str | None]:
+    """(state dict with classic names, stand-in description or None) of a loaded pretrained file."""
     standin = pop_standin_marker(obj) if isinstance(obj, dict) else None
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         raw = dict(obj["model"])
@@ -236,48 +179,45 @@ def load_pretrained(path: PathLike, model: nn.Module, kind: str, expect: str | N
     else:
         raise UserInputError(f"{p.name} is not a pretrained {kind} file (expected a dict with a 'model' state dict)")
     standin = pop_standin_marker(raw) or standin
-    sd = canonical_state_dict(raw)
-    target = unwrap_model(model)
-    label = expect or ""
-    if kind == "G":
-        if not isinstance(target, Synthesizer):
-            raise TypeError(f"kind 'G' needs a Synthesizer, got {type(target).__name__}")
-        if any(k.startswith("discriminators.") for k in sd):
-            raise UserInputError(f"{p.name} is a discriminator (D) file but was given as the pretrained generator (G)")
-        found, want = identify_generator(sd), _model_variant(target)
-        label = label or f"{target.cfg.version} {target.cfg.sample_rate} {'f0' if target.use_f0 else 'nof0'}"
-        differs = (found.version, found.use_f0) != (want.version, want.use_f0) or (
-            found.sample_rate is not None and want.sample_rate is not None and found.sample_rate != want.sample_rate
+    return canonical_state_dict(raw), standin
+
+
+def _check_pretrained_generator(name: str, sd: Mapping[str, Any], target: nn.Module, expect: str | None) -> str:
+    """Refuse a generator file for another variant than `target`; the run's label for messages."""
+    if not isinstance(target, Synthesizer):
+        raise TypeError(f"kind 'G' needs a Synthesizer, got {type(target).__name__}")
+    if any(k.startswith("discriminators.") for k in sd):
+        raise UserInputError(f"{name} is a discriminator (D) file but was given as the pretrained generator (G)")
+    found, want = identify_generator(sd), model_variant(target)
+    label = expect or f"{target.cfg.version} {target.cfg.sample_rate} {'f0' if target.use_f0 else 'nof0'}"
+    differs = (found.version, found.use_f0) != (want.version, want.use_f0) or (
+        found.sample_rate is not None and want.sample_rate is not None and found.sample_rate != want.sample_rate
+    )
+    if differs or generator_signature(shapes_of(sd)) != generator_signature(_state_shapes(target)):
+        right = want.pretrained_name()
+        raise UserInputError(
+            f"{name} is a {found.describe()} but this run is {label} ({want.describe()})"
+            + (f": use {right} instead" if right else "")
         )
-        if differs or _generator_signature(_shapes(sd)) != _generator_signature(_state_shapes(target)):
-            right = want.pretrained_name()
-            raise UserInputError(
-                f"{p.name} is a {found.describe()} but this run is {label} ({want.describe()})"
-                + (f": use {right} instead" if right else "")
-            )
-    else:
-        if not isinstance(target, MultiPeriodDiscriminator):
-            raise TypeError(f"kind 'D' needs a MultiPeriodDiscriminator, got {type(target).__name__}")
-        if any(k.startswith("enc_p.") for k in sd):
-            raise UserInputError(f"{p.name} is a generator (G) file but was given as the pretrained discriminator (D)")
-        found_v = identify_discriminator(sd)
-        want_v = identify_discriminator(target.state_dict())
-        label = label or f"{want_v}"
-        if found_v != want_v:
-            raise UserInputError(
-                f"{p.name} is a {found_v or 'non-standard'} discriminator but this run is {label} "
-                f"(needs a {want_v} discriminator): use the D file from the "
-                f"{'pretrained_v2' if want_v == 'v2' else 'pretrained'} folder"
-            )
-    _check_shapes(_state_shapes(target), sd, what, f"This run is {label}; pick the matching pretrained file.")
-    target.load_state_dict(sd, strict=True)
-    if standin is not None:
-        warn_standin(what, standin)
-    return standin
+    return label
 
 
-def _shapes(sd: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
-    return {k: tuple(v.shape) for k, v in sd.items() if hasattr(v, "shape")}
+def _check_pretrained_discriminator(name: str, sd: Mapping[str, Any], target: nn.Module, expect: str | None) -> str:
+    """Refuse a discriminator file for another version than `target`; the run's label for messages."""
+    if not isinstance(target, MultiPeriodDiscriminator):
+        raise TypeError(f"kind 'D' needs a MultiPeriodDiscriminator, got {type(target).__name__}")
+    if any(k.startswith("enc_p.") for k in sd):
+        raise UserInputError(f"{name} is a generator (G) file but was given as the pretrained discriminator (D)")
+    found_v = identify_discriminator(sd)
+    want_v = identify_discriminator(target.state_dict())
+    label = expect or f"{want_v}"
+    if found_v != want_v:
+        raise UserInputError(
+            f"{name} is a {found_v or 'non-standard'} discriminator but this run is {label} "
+            f"(needs a {want_v} discriminator): use the D file from the "
+            f"{'pretrained_v2' if want_v == 'v2' else 'pretrained'} folder"
+        )
+    return label
 
 
 # ---------------------------------------------------------------------------- training checkpoints
@@ -535,7 +475,43 @@ def load_small_model(path: PathLike) -> SmallModel:
     RefineGAN / MRF HiFi-GAN) are refused with a clear message.
     """
     p = Path(path)
-    obj = _load_file(p, "voice model")
+    obj = _voice_model_dict(p, _load_file(p, "voice model"))
+    standin = pop_standin_marker(obj)
+    raw = dict(obj["weight"])
+    standin = pop_standin_marker(raw) or standin
+    weight = {k: v for k, v in canonical_state_dict(raw).items() if not k.startswith("enc_q.")}
+    if not _is_state_dict(weight) or "emb_g.weight" not in weight or "enc_p.emb_phone.weight" not in weight:
+        raise UserInputError(f"{p.name}: 'weight' is not an RVC generator state dict")
+    config, sr = _voice_model_config(p, obj["config"], weight)
+    found = _voice_model_variant(p, obj, weight)
+    info = str(obj.get("info") or "")
+    epoch = obj.get("epoch")
+    if epoch is None and info.endswith("epoch") and info[: -len("epoch")].isdigit():
+        epoch = int(info[: -len("epoch")])
+    known = {"weight", "config", "info", "sr", "f0", "version", "epoch", "step", "model_name", "vocoder"}
+    sm = SmallModel(
+        path=p,
+        weight=weight,
+        config=config,
+        version=str(found.version),
+        use_f0=found.use_f0,
+        sr=sr,
+        sample_rate={v: k for k, v in SAMPLE_RATES.items()}[sr],
+        info=info,
+        name=obj.get("model_name") or p.stem,
+        epoch=int(epoch) if epoch is not None else None,
+        step=int(obj["step"]) if obj.get("step") is not None else None,
+        vocoder=str(obj.get("vocoder") or SUPPORTED_VOCODER),
+        extras={k: v for k, v in obj.items() if k not in known},
+        standin=standin,
+    )
+    if standin is not None:
+        warn_standin(f"voice model {p.name}", standin)
+    return sm
+
+
+def _voice_model_dict(p: Path, obj: Any) -> dict[str, Any]:
+    """A loaded file as a voice model's top-level dict; refuses other files and other vocoders."""
     if not isinstance(obj, Mapping) or "weight" not in obj or "config" not in obj:
         if isinstance(obj, Mapping) and "model" in obj:
             raise UserInputError(
@@ -543,20 +519,18 @@ def load_small_model(path: PathLike) -> SmallModel:
                 "model: use the small <name>.pth written at the end of training"
             )
         raise UserInputError(f"{p.name} is not an RVC voice model (expected the keys 'weight' and 'config')")
-    obj = dict(obj)
-    standin = pop_standin_marker(obj)
     vocoder = str(obj.get("vocoder") or SUPPORTED_VOCODER)
     if vocoder != SUPPORTED_VOCODER:
         raise UserInputError(
             f"{p.name} uses the {vocoder!r} vocoder (an Applio option); only standard RVC models with the "
             f"{SUPPORTED_VOCODER} decoder are supported: retrain or export it with HiFi-GAN"
         )
-    raw = dict(obj["weight"])
-    standin = pop_standin_marker(raw) or standin
-    weight = {k: v for k, v in canonical_state_dict(raw).items() if not k.startswith("enc_q.")}
-    if not _is_state_dict(weight) or "emb_g.weight" not in weight or "enc_p.emb_phone.weight" not in weight:
-        raise UserInputError(f"{p.name}: 'weight' is not an RVC generator state dict")
-    config = list(obj["config"])
+    return dict(obj)
+
+
+def _voice_model_config(p: Path, stored: Any, weight: Mapping[str, torch.Tensor]) -> tuple[list[Any], int]:
+    """(the 18-item config with `spk_embed_dim` from the weights, the sample rate in Hz)."""
+    config = list(stored)
     if len(config) != len(SMALL_MODEL_CONFIG):
         raise UserInputError(
             f"{p.name}: 'config' has {len(config)} items, an RVC voice model has {len(SMALL_MODEL_CONFIG)}"
@@ -565,10 +539,14 @@ def load_small_model(path: PathLike) -> SmallModel:
         sr = _SLOT["sampling_rate"].read(config)
     except (TypeError, ValueError):
         raise UserInputError(f"{p.name}: config[{_RATE}] (sample rate) is {config[_RATE]!r}, not a number") from None
-    names = {v: k for k, v in SAMPLE_RATES.items()}
-    if sr not in names:
-        raise UserInputError(f"{p.name} is a {sr} Hz model; supported sample rates are {sorted(names)}")
+    if sr not in SAMPLE_RATES.values():
+        raise UserInputError(f"{p.name} is a {sr} Hz model; supported sample rates are {sorted(SAMPLE_RATES.values())}")
     config[_SPEAKERS] = int(weight["emb_g.weight"].shape[0])
+    return config, sr
+
+
+def _voice_model_variant(p: Path, obj: Mapping[str, Any], weight: Mapping[str, torch.Tensor]) -> GeneratorVariant:
+    """The variant the weights' shapes tell (a warning when the file declares another one)."""
     found = identify_generator(weight)
     if found.version is None:
         raise UserInputError(
@@ -587,30 +565,7 @@ def load_small_model(path: PathLike) -> SmallModel:
         )
     if found.version not in VERSIONS:
         raise UserInputError(f"{p.name}: unsupported version {found.version}")
-    info = str(obj.get("info") or "")
-    epoch = obj.get("epoch")
-    if epoch is None and info.endswith("epoch") and info[: -len("epoch")].isdigit():
-        epoch = int(info[: -len("epoch")])
-    known = {"weight", "config", "info", "sr", "f0", "version", "epoch", "step", "model_name", "vocoder"}
-    sm = SmallModel(
-        path=p,
-        weight=weight,
-        config=config,
-        version=found.version,
-        use_f0=found.use_f0,
-        sr=sr,
-        sample_rate=names[sr],
-        info=info,
-        name=obj.get("model_name") or p.stem,
-        epoch=int(epoch) if epoch is not None else None,
-        step=int(obj["step"]) if obj.get("step") is not None else None,
-        vocoder=vocoder,
-        extras={k: v for k, v in obj.items() if k not in known},
-        standin=standin,
-    )
-    if standin is not None:
-        warn_standin(f"voice model {p.name}", standin)
-    return sm
+    return found
 
 
 def build_generator_from_small_model(sm: SmallModel, device: torch.device | str = "cpu") -> Synthesizer:
