@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,22 +145,32 @@ def test_redirect_to_another_scheme_is_refused_once_not_retried(server, tmp_path
     assert server.hits["/r"] == 1
 
 
-def test_deadline_ends_a_download_that_never_finishes(server, tmp_path: Path) -> None:
-    url = server.add("/stall.wav", b"x" * 100, delay_s=20)  # headers, then nothing
-    s = DownloadSettings(connect_timeout_s=2, read_timeout_s=30, retries=3, backoff_s=0.05, deadline_s=1.5)
+@pytest.mark.parametrize(
+    ("reply", "limits", "says"),
+    [
+        pytest.param(  # headers, then nothing
+            Reply(body=b"x" * 100, delay_s=20),
+            {"deadline_s": 1.5},
+            r"did not finish within 1.5 s \(the per-file deadline",
+            id="deadline",
+        ),
+        pytest.param(
+            Reply(body=b"x" * 1000, trickle_s=0.05),
+            {"min_rate_after_s": 1.0, "min_rate_bytes_s": 10_000},
+            r"KiB/s on average, below the minimum 9.76562 KiB/s",
+            id="minimum-rate",
+        ),
+    ],
+)
+def test_a_download_that_never_finishes_fails_once_within_seconds(
+    server, tmp_path: Path, reply: Reply, limits: dict[str, Any], says: str
+) -> None:
+    url = server.add("/slow.wav", responses=[reply])
+    s = DownloadSettings(connect_timeout_s=2, read_timeout_s=30, retries=3, backoff_s=0.05, **limits)
     t0 = time.monotonic()
-    with pytest.raises(UserInputError, match=r"did not finish within 1.5 s \(the per-file deadline"):
+    with pytest.raises(UserInputError, match=says):
         WavDownloader(s).download([url], tmp_path)
-    assert time.monotonic() - t0 < 4 and server.hits["/stall.wav"] == 1
-
-
-def test_a_trickle_below_the_minimum_rate_fails(server, tmp_path: Path) -> None:
-    url = server.add("/drip.wav", responses=[Reply(body=b"x" * 1000, trickle_s=0.05)])
-    s = DownloadSettings(read_timeout_s=30, retries=3, backoff_s=0.05, min_rate_after_s=1.0, min_rate_bytes_s=10_000)
-    t0 = time.monotonic()
-    with pytest.raises(UserInputError, match=r"KiB/s on average, below the minimum 9.76562 KiB/s"):
-        WavDownloader(s).download([url], tmp_path)
-    assert time.monotonic() - t0 < 4 and server.hits["/drip.wav"] == 1
+    assert time.monotonic() - t0 < 4 and server.hits["/slow.wav"] == 1
 
 
 def test_cancel_reaches_the_download_threads_within_seconds(server, tmp_path: Path) -> None:

@@ -37,14 +37,7 @@ from infer.lib.config import SAMPLE_RATES, VERSIONS, ModelParams, RVCConfig, loa
 from infer.lib.errors import UserInputError
 from infer.lib.fileio import atomic_torch_save
 from infer.lib.log import get_logger
-from infer.lib.model_variant import (
-    GeneratorVariant,
-    generator_signature,
-    identify_discriminator,
-    identify_generator,
-    model_variant,
-    shapes_of,
-)
+from infer.lib.model_variant import generator_signature, identify_discriminator, identify_generator, model_variant
 from infer.lib.models.discriminator import MultiPeriodDiscriminator
 from infer.lib.models.synthesizer import Synthesizer, build_generator
 from infer.lib.standin import pop_standin_marker, warn_standin
@@ -193,7 +186,7 @@ def _check_pretrained_generator(name: str, sd: Mapping[str, Any], target: nn.Mod
     differs = (found.version, found.use_f0) != (want.version, want.use_f0) or (
         found.sample_rate is not None and want.sample_rate is not None and found.sample_rate != want.sample_rate
     )
-    if differs or generator_signature(shapes_of(sd)) != generator_signature(_state_shapes(target)):
+    if differs or generator_signature(sd) != generator_signature(target.state_dict()):
         right = want.pretrained_name()
         raise UserInputError(
             f"{name} is a {found.describe()} but this run is {label} ({want.describe()})"
@@ -483,7 +476,7 @@ def load_small_model(path: PathLike) -> SmallModel:
     if not _is_state_dict(weight) or "emb_g.weight" not in weight or "enc_p.emb_phone.weight" not in weight:
         raise UserInputError(f"{p.name}: 'weight' is not an RVC generator state dict")
     config, sr = _voice_model_config(p, obj["config"], weight)
-    found = _voice_model_variant(p, obj, weight)
+    version, use_f0 = _voice_model_variant(p, obj, weight)
     info = str(obj.get("info") or "")
     epoch = obj.get("epoch")
     if epoch is None and info.endswith("epoch") and info[: -len("epoch")].isdigit():
@@ -493,10 +486,10 @@ def load_small_model(path: PathLike) -> SmallModel:
         path=p,
         weight=weight,
         config=config,
-        version=str(found.version),
-        use_f0=found.use_f0,
         sr=sr,
         sample_rate={v: k for k, v in SAMPLE_RATES.items()}[sr],
+        version=version,
+        use_f0=use_f0,
         info=info,
         name=obj.get("model_name") or p.stem,
         epoch=int(epoch) if epoch is not None else None,
@@ -545,8 +538,8 @@ def _voice_model_config(p: Path, stored: Any, weight: Mapping[str, torch.Tensor]
     return config, sr
 
 
-def _voice_model_variant(p: Path, obj: Mapping[str, Any], weight: Mapping[str, torch.Tensor]) -> GeneratorVariant:
-    """The variant the weights' shapes tell (a warning when the file declares another one)."""
+def _voice_model_variant(p: Path, obj: Mapping[str, Any], weight: Mapping[str, torch.Tensor]) -> tuple[str, bool]:
+    """(version, pitch guidance) as the weights' shapes tell (a warning when the file declares others)."""
     found = identify_generator(weight)
     if found.version is None:
         raise UserInputError(
@@ -565,7 +558,7 @@ def _voice_model_variant(p: Path, obj: Mapping[str, Any], weight: Mapping[str, t
         )
     if found.version not in VERSIONS:
         raise UserInputError(f"{p.name}: unsupported version {found.version}")
-    return found
+    return found.version, found.use_f0
 
 
 def build_generator_from_small_model(sm: SmallModel, device: torch.device | str = "cpu") -> Synthesizer:

@@ -12,7 +12,9 @@ out, so the published checkpoint loads with strict key and shape checks and give
     v1 features: output of layer 9, then final_proj (768 -> 256) -> [B, frames, 256]
     v2 features: output of layer 12                              -> [B, frames, 768]
 
-Nothing here imports fairseq; the checkpoint is read by `infer.lib.fairseq_ckpt` (no pickled code runs).
+The layers (float32 norms, weight-normed positional convolution, self-attention) are in
+`infer.lib.hubert_layers`. Nothing here imports fairseq; the checkpoint is read by
+`infer.lib.fairseq_ckpt` (no pickled code runs).
 `tools.standin_writers.write_standin_hubert` writes a stand-in file in the same on-disk format.
 """
 
@@ -30,6 +32,15 @@ from torch import nn
 
 from infer.lib.errors import WeightsError
 from infer.lib.fairseq_ckpt import InertObject, load_fairseq_checkpoint
+from infer.lib.hubert_layers import (
+    Fp32GroupNorm,
+    Fp32LayerNorm,
+    SamePad,
+    SelfAttention,
+    TransposeLast,
+    WeightNormConv1d,
+    masked_channel_norm,
+)
 from infer.lib.log import get_logger
 from infer.lib.standin import pop_standin_marker, warn_standin
 
@@ -74,13 +85,16 @@ class HubertConfig:
     conv_layers: tuple[tuple[int, int, int], ...] = parse_conv_layers(BASE_CONV_LAYERS)
     extractor_mode: str = "default"  # "default": GroupNorm after conv 0; "layer_norm": LayerNorm after each
     conv_bias: bool = False
+    # the transformer
     embed_dim: int = 768
-    ffn_dim: int = 3072
-    heads: int = 12
     layers: int = 12
+    heads: int = 12
+    ffn_dim: int = 3072
+    layer_norm_first: bool = False
+    # its positional convolution
     conv_pos: int = 128
     conv_pos_groups: int = 16
-    layer_norm_first: bool = False
+    # the outputs
     final_dim: int = 256  # resolved: fairseq's final_dim <= 0 means embed_dim
     num_classes: int = 504  # rows of label_embs_concat (sum of the dictionaries' sizes); 0: none
     normalize: bool = False  # task.normalize: layer-norm each waveform before the network
@@ -131,44 +145,6 @@ class HubertConfig:
 # The network
 
 
-class Fp32GroupNorm(nn.GroupNorm):
-    """GroupNorm computed in float32 (as fairseq's), cast back to the input dtype."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.float() if self.weight is not None else None
-        b = self.bias.float() if self.bias is not None else None
-        return F.group_norm(x.float(), self.num_groups, w, b, self.eps).type_as(x)
-
-
-def _masked_channel_norm(x: torch.Tensor, valid: torch.Tensor, norm: Fp32GroupNorm) -> torch.Tensor:
-    """Per-channel GroupNorm (groups == channels) of x [B, C, L] over each row's first `valid[b]` frames."""
-    if norm.num_groups != norm.num_channels:
-        raise NotImplementedError("masked GroupNorm needs one group per channel (fairseq's layout)")
-    xf = x.float()
-    mask = (torch.arange(x.shape[2], device=x.device)[None, :] < valid[:, None]).to(xf.dtype)[:, None, :]
-    count = valid.to(xf.dtype).clamp(min=1)[:, None, None]
-    mean = (xf * mask).sum(-1, keepdim=True) / count
-    var = (((xf - mean) * mask) ** 2).sum(-1, keepdim=True) / count
-    y = (xf - mean) * torch.rsqrt(var + norm.eps)
-    if norm.affine:
-        y = y * norm.weight.float()[None, :, None] + norm.bias.float()[None, :, None]
-    return y.type_as(x)
-
-
-class _TransposeLast(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.transpose(-2, -1)
-
-
-class Fp32LayerNorm(nn.LayerNorm):
-    """LayerNorm computed in float32, cast back to the input dtype."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.float() if self.weight is not None else None
-        b = self.bias.float() if self.bias is not None else None
-        return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps).type_as(x)
-
-
 class FeatureExtractor(nn.Module):
     """The convolutional waveform encoder: [B, T] -> [B, conv_dim, frames]."""
 
@@ -179,7 +155,7 @@ class FeatureExtractor(nn.Module):
         for i, (dim, k, stride) in enumerate(cfg.conv_layers):
             conv = nn.Conv1d(in_dim, dim, k, stride=stride, bias=cfg.conv_bias)
             if cfg.extractor_mode == "layer_norm":
-                norm = nn.Sequential(_TransposeLast(), Fp32LayerNorm(dim), _TransposeLast())  # keys ...2.1.*
+                norm = nn.Sequential(TransposeLast(), Fp32LayerNorm(dim), TransposeLast())  # keys ...2.1.*
                 block = nn.Sequential(conv, nn.Dropout(0.0), norm, nn.GELU())
             elif i == 0:
                 block = nn.Sequential(conv, nn.Dropout(0.0), Fp32GroupNorm(dim, dim, affine=True), nn.GELU())
@@ -202,10 +178,11 @@ class FeatureExtractor(nn.Module):
             return torch.cat([self(row[None]) for row in wav])
         x = wav.unsqueeze(1)
         for i, block in enumerate(self.conv_layers):
+            assert isinstance(block, nn.Sequential)  # conv, dropout, (norm,) GELU
             norm = block[2] if len(block) == 4 else None
             if lengths is not None and isinstance(norm, Fp32GroupNorm):
                 valid = self.num_frames_after(lengths, i + 1)
-                x = block[3](_masked_channel_norm(block[0](x), valid, norm))
+                x = block[3](masked_channel_norm(block[0](x), valid, norm))
             else:
                 x = block(x)
         return x
@@ -222,97 +199,6 @@ class FeatureExtractor(nn.Module):
         for _, k, s in self.specs:
             n = (n - k) // s + 1
         return n if isinstance(n, torch.Tensor) else max(int(n), 0)
-
-
-class WeightNormConv1d(nn.Module):
-    """Conv1d with weight = g * v / ||v|| (norm over all dims but `dim`), parameters `weight_g`, `weight_v`, `bias`.
-
-    The classic `torch.nn.utils.weight_norm` names (fairseq's `dim=2`: one gain per kernel tap).
-    """
-
-    def __init__(self, channels: int, kernel: int, groups: int, dim: int = 2) -> None:
-        super().__init__()
-        self.padding = kernel // 2
-        self.groups = groups
-        self.dim = dim
-        g_shape = [1, 1, 1]
-        g_shape[dim] = [channels, channels // groups, kernel][dim]
-        self.bias = nn.Parameter(torch.zeros(channels))  # (registration order = fairseq's key order)
-        self.weight_g = nn.Parameter(torch.ones(g_shape))
-        self.weight_v = nn.Parameter(torch.empty(channels, channels // groups, kernel))
-        self._frozen: torch.Tensor | None = None
-
-    def weight(self) -> torch.Tensor:
-        if self._frozen is not None:
-            return self._frozen
-        v = self.weight_v.float()
-        dims = [d for d in range(v.dim()) if d != self.dim]
-        w = v * (self.weight_g.float() / v.norm(dim=dims, keepdim=True))
-        return w.to(self.weight_v.dtype)
-
-    def freeze(self) -> None:
-        """Cache the normalised weight (inference: the parameters no longer change)."""
-        self._frozen = None
-        with torch.no_grad():
-            self._frozen = self.weight().detach()
-
-    def _apply(self, fn: Any, recurse: bool = True) -> WeightNormConv1d:  # .to()/.half() drop the cache
-        self._frozen = None
-        return super()._apply(fn, recurse)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv1d(x, self.weight(), self.bias, padding=self.padding, groups=self.groups)
-
-
-class SamePad(nn.Module):
-    """Drop the last frame after an even-kernel 'same' convolution (padding k//2 gives T+1 frames)."""
-
-    def __init__(self, kernel: int) -> None:
-        super().__init__()
-        self.remove = 1 if kernel % 2 == 0 else 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, :, : x.shape[2] - self.remove] if self.remove else x
-
-
-class SelfAttention(nn.Module):
-    """Multi-head self-attention with fairseq's parameter names (q_proj, k_proj, v_proj, out_proj).
-
-    After `fuse()` the three input projections run as one matrix product (same numbers, one pass over x).
-    """
-
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.k_proj = nn.Linear(dim, dim)
-        self.v_proj = nn.Linear(dim, dim)
-        self.q_proj = nn.Linear(dim, dim)
-        self.out_proj = nn.Linear(dim, dim)
-        self._qkv: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def fuse(self) -> None:
-        with torch.no_grad():
-            w = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]).detach()
-            b = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]).detach()
-        self._qkv = (w, b)
-
-    def unfuse(self) -> None:
-        self._qkv = None
-
-    def _apply(self, fn: Any, recurse: bool = True) -> SelfAttention:  # .to()/.half() drop the fused copy
-        self._qkv = None
-        return super()._apply(fn, recurse)
-
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        """x [B, T, C]; key_mask [B, 1, 1, T] bool, True where a key may be attended (None: all)."""
-        b, t, c = x.shape
-        h = self.heads
-        if self._qkv is not None:
-            q, k, v = F.linear(x, *self._qkv).view(b, t, 3, h, c // h).permute(2, 0, 3, 1, 4)
-        else:
-            q, k, v = (p(x).view(b, t, h, c // h).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj))
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
-        return self.out_proj(y.transpose(1, 2).reshape(b, t, c))
 
 
 class EncoderLayer(nn.Module):
@@ -486,16 +372,20 @@ class HubertModel(nn.Module):
         Call after moving to the final device and dtype (`.to()` drops the caches; `train()` too).
         """
         self.eval().requires_grad_(False)
-        self.encoder.pos_conv[0].freeze()
-        for layer in self.encoder.layers:
-            layer.self_attn.fuse()
+        for m in self.modules():
+            if isinstance(m, WeightNormConv1d):
+                m.freeze()
+            elif isinstance(m, SelfAttention):
+                m.fuse()
         return self
 
     def train(self, mode: bool = True) -> HubertModel:
         if mode:
-            self.encoder.pos_conv[0]._frozen = None
-            for layer in self.encoder.layers:
-                layer.self_attn.unfuse()
+            for m in self.modules():
+                if isinstance(m, WeightNormConv1d):
+                    m.unfreeze()
+                elif isinstance(m, SelfAttention):
+                    m.unfuse()
         return super().train(mode)
 
 

@@ -46,8 +46,10 @@ def shapes_of(sd: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in sd.items() if hasattr(v, "shape")}
 
 
-def generator_signature(shapes: Mapping[str, tuple[int, ...]]) -> tuple[Any, ...]:
-    """Shape features that tell the sample rate apart: upsampling kernels, noise-conv kernels, spec bins."""
+def generator_signature(sd: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Shape features of a generator state dict that tell the sample rate apart:
+    upsampling kernels, noise-conv kernels, spec bins."""
+    shapes = shapes_of(sd)
     ups = tuple(shapes[f"dec.ups.{i}.weight_v"][-1] for i in range(16) if f"dec.ups.{i}.weight_v" in shapes)
     noise = tuple(
         shapes[f"dec.noise_convs.{i}.weight"][-1] for i in range(16) if f"dec.noise_convs.{i}.weight" in shapes
@@ -82,7 +84,7 @@ def identify_generator(sd: Mapping[str, Any]) -> GeneratorVariant:
     use_f0 = "enc_p.emb_pitch.weight" in shapes
     sample_rate = None
     if version is not None:
-        sig = generator_signature(shapes)
+        sig = generator_signature(sd)
         hits = [sr for sr, ref in _standard_signatures(version, use_f0).items() if _signature_matches(sig, ref)]
         sample_rate = hits[0] if len(hits) == 1 else None
     return GeneratorVariant(version, use_f0, sample_rate)
