@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,12 +101,43 @@ class Conversion:
         }
 
 
-class _ContentCache:
-    """Small LRU of loaded objects keyed by file content (sha256), with a stat-keyed hash memo."""
+class _LRU:
+    """A bounded map that forgets the least recently used entry first (capacity 0: keeps nothing).
+    `hits`: lookups that found their key."""
 
     def __init__(self, capacity: int) -> None:
-        self.capacity = max(1, capacity)
-        self.items: OrderedDict[str, Any] = OrderedDict()
+        self.capacity = max(0, capacity)
+        self.items: OrderedDict[Hashable, Any] = OrderedDict()
+        self.hits = 0
+
+    def get(self, key: Hashable) -> Any | None:
+        if key not in self.items:
+            return None
+        self.items.move_to_end(key)
+        self.hits += 1
+        return self.items[key]
+
+    def put(self, key: Hashable, value: Any) -> None:
+        if not self.capacity:
+            return
+        self.items[key] = value
+        self.items.move_to_end(key)
+        while len(self.items) > self.capacity:
+            self.items.popitem(last=False)
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        if key in self.items:
+            return self.get(key)
+        value = compute()
+        self.put(key, value)
+        return value
+
+
+class _ContentCache(_LRU):
+    """Loaded objects keyed by file content (sha256), at least one kept, with a stat-keyed hash memo."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(max(1, capacity))
         self._hashes: dict[tuple[str, int, int, int], str] = {}
 
     def digest(self, path: Path) -> str:
@@ -115,47 +147,18 @@ class _ContentCache:
             self._hashes[key] = sha256_file(path)
         return self._hashes[key]
 
-    def get(self, digest: str) -> Any | None:
-        if digest in self.items:
-            self.items.move_to_end(digest)
-            return self.items[digest]
-        return None
 
-    def put(self, digest: str, value: Any) -> None:
-        self.items[digest] = value
-        self.items.move_to_end(digest)
-        while len(self.items) > self.capacity:
-            self.items.popitem(last=False)
-
-
-class _Memo:
+class _Memo(_LRU):
     """Recent content features and pitch curves of conversion windows, keyed by the window's samples.
 
     Converting the same input again with other settings (pitch shift, index rate, another model of
-    the same version) skips HuBERT and the pitch extractor, the slow part on a CPU. Bounded LRU.
+    the same version) skips HuBERT and the pitch extractor, the slow part on a CPU.
     """
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = max(0, capacity)
-        self.items: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-        self.hits = 0
 
     @staticmethod
     def digest(samples: np.ndarray | torch.Tensor) -> str:
         arr = samples.detach().cpu().numpy() if isinstance(samples, torch.Tensor) else np.asarray(samples)
         return hashlib.sha1(np.ascontiguousarray(arr, dtype=np.float32).tobytes()).hexdigest()
-
-    def get_or_compute(self, key: tuple[Any, ...], compute: Any) -> Any:
-        if key in self.items:
-            self.items.move_to_end(key)
-            self.hits += 1
-            return self.items[key]
-        value = compute()
-        if self.capacity:
-            self.items[key] = value
-            while len(self.items) > self.capacity:
-                self.items.popitem(last=False)
-        return value
 
 
 class _MemoEncoder:
