@@ -17,6 +17,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from infer.lib.config import SAMPLE_RATES, VERSIONS
 from infer.lib.errors import RVCError
@@ -85,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_manifest()
         return 0
     names = selected_names(args)
-    overrides: dict[str, object] = {}
+    overrides: dict[str, Any] = {}
     if args.weights_dir is not None:
         overrides["weights_dir"] = args.weights_dir
     if args.base_url:
