@@ -369,21 +369,7 @@ def export_small_model(
     unknown = sorted(set(applio_extras) - set(_APPLIO_EXTRAS))
     if unknown:
         raise TypeError(f"unknown export option(s) {unknown}; allowed: {list(_APPLIO_EXTRAS)}")
-    sd = canonical_state_dict(generator_state_dict)
-    with torch.device("meta"):
-        expected = _state_shapes(build_generator(cfg, use_f0))
-    _check_shapes(
-        expected,
-        sd,
-        "generator state dict",
-        f"Export needs the {cfg.version} {cfg.sample_rate} generator weights.",
-        ignore_missing="enc_q.",
-    )
-    weight = OrderedDict(
-        (k, v.detach().to(device="cpu", dtype=torch.float16).contiguous())
-        for k, v in sd.items()
-        if not k.startswith("enc_q.")
-    )
+    weight = _inference_weights(generator_state_dict, cfg, use_f0)
     config = small_model_config(cfg)
     config[_SPEAKERS] = int(weight["emb_g.weight"].shape[0])
     hash_input = f"{name}-{epoch}-{step}-{cfg.sample_rate}-{cfg.version}-{config}"
@@ -408,6 +394,25 @@ def export_small_model(
     p = Path(path)
     atomic_torch_save(opt, p)
     return p
+
+
+def _inference_weights(sd: Mapping[str, torch.Tensor], cfg: RVCConfig, use_f0: bool) -> dict[str, torch.Tensor]:
+    """A generator state dict checked against `cfg`, classic names, fp16 on the CPU, without `enc_q.*`."""
+    sd = canonical_state_dict(sd)
+    with torch.device("meta"):
+        expected = _state_shapes(build_generator(cfg, use_f0))
+    _check_shapes(
+        expected,
+        sd,
+        "generator state dict",
+        f"Export needs the {cfg.version} {cfg.sample_rate} generator weights.",
+        ignore_missing="enc_q.",
+    )
+    return OrderedDict(
+        (k, v.detach().to(device="cpu", dtype=torch.float16).contiguous())
+        for k, v in sd.items()
+        if not k.startswith("enc_q.")
+    )
 
 
 @dataclass(frozen=True)
