@@ -10,7 +10,8 @@ plain `weight` for inference.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -26,23 +27,33 @@ def _norm_except_dim0(v: torch.Tensor) -> torch.Tensor:
     return v.flatten(1).norm(dim=1).reshape((-1,) + (1,) * (v.dim() - 1))
 
 
-class _WeightNorm:
-    """Mixin for a conv module: parameters `weight_g`, `weight_v` instead of `weight`."""
+class _WeightNorm(nn.Module):
+    """Base of the weight-normalised convolutions: parameters `weight_g`, `weight_v` instead of `weight`.
+
+    Listed before the torch convolution class it extends (`class WNConv1d(_WeightNorm, nn.Conv1d)`), so
+    its `__init__` builds that convolution first (same initialisation) and then replaces `weight` by g and v.
+    `init_std`: draw the initial direction from N(0, init_std) instead of the convolution's default.
+    """
 
     weight_g: nn.Parameter
     weight_v: nn.Parameter
     fused: bool
+    weight: torch.Tensor  # present before weight norm is set up and after it is removed
+    bias: torch.Tensor | None
+    if TYPE_CHECKING:  # provided by nn.Conv1d / nn.Conv2d, which follow this class in the MRO
 
-    def _setup_weight_norm(self, init_std: float | None = None) -> None:
-        module: Any = self
-        w = module.weight.detach()
+        def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor: ...
+
+    def __init__(self, *args: Any, init_std: float | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        w = self.weight.detach()
         if init_std is not None:
             w = torch.empty_like(w).normal_(0.0, init_std)
-        del module.weight
-        module.weight_g = nn.Parameter(_norm_except_dim0(w))
-        module.weight_v = nn.Parameter(w.clone())
-        module.fused = False
-        module._register_load_state_dict_pre_hook(self._accept_other_names)
+        del self.weight
+        self.weight_g = nn.Parameter(_norm_except_dim0(w))
+        self.weight_v = nn.Parameter(w.clone())
+        self.fused = False
+        self._register_load_state_dict_pre_hook(self._accept_other_names)
 
     def _accept_other_names(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         """Rename the parametrizations form to the classic one; fold g/v when weight norm is removed."""
@@ -55,63 +66,44 @@ class _WeightNorm:
             state_dict[prefix + "weight"] = torch._weight_norm(v, g, 0)
 
     def current_weight(self) -> torch.Tensor:
-        module: Any = self
         if self.fused:
-            return module.weight
+            return self.weight
         return torch._weight_norm(self.weight_v, self.weight_g, 0)
 
     def remove_weight_norm(self) -> None:
         """Replace g and v by the plain `weight` they define (for inference)."""
-        module: Any = self
         if self.fused:
             return
         with torch.no_grad():
             w = self.current_weight().detach().clone()
-        del module.weight_g
-        del module.weight_v
-        module.weight = nn.Parameter(w)
-        module.fused = True
+        del self.weight_g
+        del self.weight_v
+        self.weight = nn.Parameter(w)
+        self.fused = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.current_weight(), self.bias)
 
 
 class WNConv1d(_WeightNorm, nn.Conv1d):
     """`nn.Conv1d` with weight normalisation (classic `weight_g`/`weight_v` names)."""
 
-    def __init__(self, *args: Any, init_std: float | None = None, **kwargs: Any) -> None:
-        nn.Conv1d.__init__(self, *args, **kwargs)
-        self._setup_weight_norm(init_std)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, self.current_weight(), self.bias)
-
 
 class WNConv2d(_WeightNorm, nn.Conv2d):
     """`nn.Conv2d` with weight normalisation."""
-
-    def __init__(self, *args: Any, init_std: float | None = None, **kwargs: Any) -> None:
-        nn.Conv2d.__init__(self, *args, **kwargs)
-        self._setup_weight_norm(init_std)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, self.current_weight(), self.bias)
 
 
 class WNConvTranspose1d(_WeightNorm, nn.ConvTranspose1d):
     """`nn.ConvTranspose1d` with weight normalisation (norm over axis 0, the input channels)."""
 
-    def __init__(self, *args: Any, init_std: float | None = None, **kwargs: Any) -> None:
-        nn.ConvTranspose1d.__init__(self, *args, **kwargs)
-        self._setup_weight_norm(init_std)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        if not isinstance(self.padding, tuple):
+            raise ValueError("WNConvTranspose1d needs numeric padding")
+        output_padding = self._output_padding(
+            x, output_size, list(self.stride), list(self.padding), list(self.kernel_size), 1, list(self.dilation)
+        )
         return F.conv_transpose1d(
-            x,
-            self.current_weight(),
-            self.bias,
-            self.stride,
-            self.padding,
-            self.output_padding,
-            self.groups,
-            self.dilation,
+            x, self.current_weight(), self.bias, self.stride, self.padding, output_padding, self.groups, self.dilation
         )
 
 
@@ -137,45 +129,45 @@ class LayerNorm(nn.Module):
         return x.transpose(1, -1)
 
 
+@dataclass(frozen=True)
+class WaveNetShape:
+    """Hyper-parameters of a WaveNet stack, passed unchanged through the modules that hold one.
+
+    `hidden_channels` width; `kernel_size` (odd); layer i is dilated `dilation_rate ** i`; `n_layers` depth;
+    `gin_channels` width of the global conditioning (0: none).
+    """
+
+    hidden_channels: int
+    kernel_size: int
+    dilation_rate: int
+    n_layers: int
+    gin_channels: int = 0
+
+
 class WaveNet(nn.Module):
     """Non-causal WaveNet stack with gated activations and global conditioning (`WN` in RVC).
 
     forward(x [B, H, T], x_mask [B, 1, T], g [B, gin, 1] | None) -> [B, H, T].
     """
 
-    def __init__(
-        self,
-        hidden_channels: int,
-        kernel_size: int,
-        dilation_rate: int,
-        n_layers: int,
-        gin_channels: int = 0,
-        p_dropout: float = 0.0,
-    ) -> None:
+    def __init__(self, shape: WaveNetShape, p_dropout: float = 0.0) -> None:
         super().__init__()
-        if kernel_size % 2 != 1:
-            raise ValueError(f"WaveNet kernel_size must be odd, got {kernel_size}")
-        self.hidden_channels = hidden_channels
-        self.n_layers = n_layers
-        self.gin_channels = gin_channels
+        h, k = shape.hidden_channels, shape.kernel_size
+        if k % 2 != 1:
+            raise ValueError(f"WaveNet kernel_size must be odd, got {k}")
+        self.hidden_channels = h
+        self.n_layers = shape.n_layers
+        self.gin_channels = shape.gin_channels
         self.drop = nn.Dropout(p_dropout)
         self.in_layers = nn.ModuleList()
         self.res_skip_layers = nn.ModuleList()
-        if gin_channels:
-            self.cond_layer = WNConv1d(gin_channels, 2 * hidden_channels * n_layers, 1)
-        for i in range(n_layers):
-            dilation = dilation_rate**i
-            self.in_layers.append(
-                WNConv1d(
-                    hidden_channels,
-                    2 * hidden_channels,
-                    kernel_size,
-                    dilation=dilation,
-                    padding=get_padding(kernel_size, dilation),
-                )
-            )
-            out = 2 * hidden_channels if i < n_layers - 1 else hidden_channels
-            self.res_skip_layers.append(WNConv1d(hidden_channels, out, 1))
+        if shape.gin_channels:
+            self.cond_layer = WNConv1d(shape.gin_channels, 2 * h * shape.n_layers, 1)
+        for i in range(shape.n_layers):
+            dilation = shape.dilation_rate**i
+            self.in_layers.append(WNConv1d(h, 2 * h, k, dilation=dilation, padding=get_padding(k, dilation)))
+            out = 2 * h if i < shape.n_layers - 1 else h
+            self.res_skip_layers.append(WNConv1d(h, out, 1))
 
     def forward(self, x: torch.Tensor, x_mask: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
         h = self.hidden_channels

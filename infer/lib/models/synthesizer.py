@@ -18,7 +18,7 @@ from torch import nn
 from infer.lib.config import RVCConfig
 from infer.lib.models.attentions import Encoder
 from infer.lib.models.commons import rand_slice_segments, sequence_mask, slice_segments
-from infer.lib.models.layers import WaveNet, remove_all_weight_norm
+from infer.lib.models.layers import WaveNet, WaveNetShape, remove_all_weight_norm
 from infer.lib.models.nsf import Generator
 
 
@@ -62,21 +62,12 @@ class TextEncoder(nn.Module):
 class PosteriorEncoder(nn.Module):
     """Linear spectrogram [B, spec_channels, T] -> (z, m, logs [B, inter, T], mask [B, 1, T])."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        hidden_channels: int,
-        kernel_size: int,
-        dilation_rate: int,
-        n_layers: int,
-        gin_channels: int = 0,
-    ) -> None:
+    def __init__(self, in_channels: int, out_channels: int, wavenet: WaveNetShape) -> None:
         super().__init__()
         self.out_channels = out_channels
-        self.pre = nn.Conv1d(in_channels, hidden_channels, 1)
-        self.enc = WaveNet(hidden_channels, kernel_size, dilation_rate, n_layers, gin_channels=gin_channels)
-        self.proj = nn.Conv1d(hidden_channels, out_channels * 2, 1)
+        self.pre = nn.Conv1d(in_channels, wavenet.hidden_channels, 1)
+        self.enc = WaveNet(wavenet)
+        self.proj = nn.Conv1d(wavenet.hidden_channels, out_channels * 2, 1)
 
     def forward(
         self, x: torch.Tensor, lengths: torch.Tensor, g: torch.Tensor | None = None
@@ -91,22 +82,14 @@ class PosteriorEncoder(nn.Module):
 class ResidualCouplingLayer(nn.Module):
     """Mean-only affine coupling: the second half of the channels is shifted by a WaveNet of the first."""
 
-    def __init__(
-        self,
-        channels: int,
-        hidden_channels: int,
-        kernel_size: int,
-        dilation_rate: int,
-        n_layers: int,
-        gin_channels: int,
-    ) -> None:
+    def __init__(self, channels: int, wavenet: WaveNetShape) -> None:
         super().__init__()
         self.half_channels = channels // 2
-        self.pre = nn.Conv1d(self.half_channels, hidden_channels, 1)
-        self.enc = WaveNet(hidden_channels, kernel_size, dilation_rate, n_layers, gin_channels=gin_channels)
-        self.post = nn.Conv1d(hidden_channels, self.half_channels, 1)
-        nn.init.zeros_(self.post.weight)
-        nn.init.zeros_(self.post.bias)
+        self.pre = nn.Conv1d(self.half_channels, wavenet.hidden_channels, 1)
+        self.enc = WaveNet(wavenet)
+        self.post = nn.Conv1d(wavenet.hidden_channels, self.half_channels, 1)
+        for p in self.post.parameters():
+            nn.init.zeros_(p)
 
     def forward(
         self, x: torch.Tensor, x_mask: torch.Tensor, g: torch.Tensor | None = None, reverse: bool = False
@@ -130,22 +113,11 @@ class Flip(nn.Module):
 class ResidualCouplingBlock(nn.Module):
     """`n_flows` x (coupling layer, flip). forward(x [B, C, T], mask, g, reverse) -> [B, C, T]."""
 
-    def __init__(
-        self,
-        channels: int,
-        hidden_channels: int,
-        kernel_size: int,
-        dilation_rate: int,
-        n_layers: int,
-        n_flows: int = 4,
-        gin_channels: int = 0,
-    ) -> None:
+    def __init__(self, channels: int, wavenet: WaveNetShape, n_flows: int = 4) -> None:
         super().__init__()
         self.flows = nn.ModuleList()
         for _ in range(n_flows):
-            self.flows.append(
-                ResidualCouplingLayer(channels, hidden_channels, kernel_size, dilation_rate, n_layers, gin_channels)
-            )
+            self.flows.append(ResidualCouplingLayer(channels, wavenet))
             self.flows.append(Flip())
 
     def forward(
@@ -195,9 +167,9 @@ class Synthesizer(nn.Module):
             nsf_sample_rate=cfg.sr if self.use_f0 else None,
         )
         self.enc_q = PosteriorEncoder(
-            cfg.data.spec_channels, m.inter_channels, m.hidden_channels, 5, 1, 16, gin_channels=m.gin_channels
+            cfg.data.spec_channels, m.inter_channels, WaveNetShape(m.hidden_channels, 5, 1, 16, m.gin_channels)
         )
-        self.flow = ResidualCouplingBlock(m.inter_channels, m.hidden_channels, 5, 1, 3, gin_channels=m.gin_channels)
+        self.flow = ResidualCouplingBlock(m.inter_channels, WaveNetShape(m.hidden_channels, 5, 1, 3, m.gin_channels))
         self.emb_g = nn.Embedding(m.spk_embed_dim, m.gin_channels)
 
     def _check_pitch(self, pitch: torch.Tensor | None, pitchf: torch.Tensor | None) -> None:
