@@ -14,7 +14,8 @@ Long audio is cut into windows of `chunk_frames` frames with `margin_frames` of 
 run as a batch and stitched (see `RMVPE.salience`); audio up to `chunk_frames` frames is run whole,
 exactly as the reference does. Segments of the same padded length can be batched without changing a
 single number (`RMVPE.infer_batch`). For inference the BatchNorms are folded into the convolutions before
-them (`fold_batchnorm`): the reference's salience to about 1e-5, a quarter less CPU time.
+them (`fold_batchnorm`): the reference's salience to about 1e-5, one pass over each activation less
+(figures in bench/README.md).
 """
 
 from __future__ import annotations
@@ -64,26 +65,34 @@ class ConvBlockRes(nn.Module):
         return self.conv(x) + self.shortcut(x)
 
 
-class ResBlocks(nn.Module):
-    """`n` ConvBlockRes in a row (`conv.<i>`), optionally followed by average pooling."""
+def _conv_blocks(in_ch: int, out_ch: int, n: int) -> nn.Sequential:
+    """`n` ConvBlockRes in a row, the first from `in_ch` to `out_ch` channels (keys `<i>.conv...`)."""
+    return nn.Sequential(*(ConvBlockRes(in_ch if i == 0 else out_ch, out_ch) for i in range(n)))
 
-    def __init__(self, in_ch: int, out_ch: int, n: int, pool: tuple[int, int] | None) -> None:
+
+class ResBlocks(nn.Module):
+    """`n` ConvBlockRes in a row (`conv.<i>`)."""
+
+    def __init__(self, in_ch: int, out_ch: int, n: int) -> None:
         super().__init__()
-        self.conv = nn.ModuleList([ConvBlockRes(in_ch if i == 0 else out_ch, out_ch) for i in range(n)])
-        self.pool = nn.AvgPool2d(pool) if pool is not None else None
+        self.conv = _conv_blocks(in_ch, out_ch, n)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.conv:
-            x = block(x)
-        return x
+        return self.conv(x)
 
 
 class Encoder(nn.Module):
+    """Input BatchNorm, then `n_layers` ResBlocks each followed by average pooling; the widths double from `base`.
+
+    forward(x [B, 1, F, 128]) -> (bottom [B, C, F / 2^n, 128 / 2^n], the ResBlocks outputs before pooling).
+    """
+
     def __init__(self, n_layers: int, n_blocks: int, pool: tuple[int, int], base: int = 16) -> None:
         super().__init__()
         self.bn = nn.BatchNorm2d(1, momentum=0.01)
         chans = [1] + [base * 2**i for i in range(n_layers)]
-        self.layers = nn.ModuleList([ResBlocks(chans[i], chans[i + 1], n_blocks, pool) for i in range(n_layers)])
+        self.layers = nn.ModuleList([ResBlocks(chans[i], chans[i + 1], n_blocks) for i in range(n_layers)])
+        self.pool = nn.AvgPool2d(pool)
         self.out_channels = chans[-1] * 2
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -92,21 +101,21 @@ class Encoder(nn.Module):
         for layer in self.layers:
             x = layer(x)
             skips.append(x)
-            x = layer.pool(x)
+            x = self.pool(x)
         return x, skips
 
 
 class Intermediate(nn.Module):
+    """`n_layers` ResBlocks at the bottom of the U-Net (`layers.<i>`)."""
+
     def __init__(self, in_ch: int, out_ch: int, n_layers: int, n_blocks: int) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(
-            [ResBlocks(in_ch if i == 0 else out_ch, out_ch, n_blocks, None) for i in range(n_layers)]
+        self.layers = nn.Sequential(
+            *(ResBlocks(in_ch if i == 0 else out_ch, out_ch, n_blocks) for i in range(n_layers))
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            x = layer(x)
-        return x
+        return self.layers(x)
 
 
 class DecoderBlock(nn.Module):
@@ -120,13 +129,10 @@ class DecoderBlock(nn.Module):
             nn.BatchNorm2d(out_ch, momentum=0.01),
             nn.ReLU(),
         )
-        self.conv2 = nn.ModuleList([ConvBlockRes(out_ch * 2 if i == 0 else out_ch, out_ch) for i in range(n_blocks)])
+        self.conv2 = _conv_blocks(out_ch * 2, out_ch, n_blocks)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = torch.cat((self.conv1(x), skip), dim=1)
-        for block in self.conv2:
-            x = block(x)
-        return x
+        return self.conv2(torch.cat((self.conv1(x), skip), dim=1))
 
 
 class Decoder(nn.Module):
@@ -177,9 +183,8 @@ class RMVPENet(nn.Module):
         """mel [B, 128, F] -> salience [B, F, 360].
 
         On the CPU a batch goes row by row through the full-resolution U-Net layers (a row's activations
-        stay in cache; batched they do not) and as a whole through the bottleneck (48 positions a row for
-        3.7 s: a batch makes its matrix products efficient) and the GRU: the same numbers, about a fifth
-        less time a row than either way alone.
+        stay in cache; batched they do not) and as a whole through the bottleneck (few positions a row:
+        a batch makes its matrix products efficient) and the GRU: the same numbers as either way alone.
         """
         x = mel.transpose(-1, -2).unsqueeze(1)  # [B, 1, F, 128]
         if x.device.type == "cpu" and x.shape[0] > 1:
@@ -198,7 +203,7 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
     `bn(conv(x))` = `conv'(x)` with weight * s (per output channel) and bias shift + bias * s, where
     s = gamma / sqrt(running_var + eps) and shift = beta - running_mean * s: the same numbers to float
     rounding (1e-7 a layer, 1.1e-5 on the salience after the whole net), one pass over each activation
-    less (about a quarter of RMVPE's CPU time).
+    less.
     The BatchNorm becomes `nn.Identity`, so the folded net's state dict no longer has the published layout:
     fold only an inference copy (`RMVPE` does). The input BatchNorm (`unet.encoder.bn`) stays: the convolution
     after it zero-pads its output, which a folded shift would not. Idempotent.
@@ -233,6 +238,9 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
 # ------------------------------------------------------------------------------------- front end
 class LogMel(nn.Module):
     """Log-mel spectrogram of 16 kHz audio: [B, T] -> [B, 128, T // 160 + 1] (centred, reflect-padded)."""
+
+    basis: torch.Tensor  # [128, N_FFT // 2 + 1] HTK mel filters
+    window: torch.Tensor  # [N_FFT] Hann
 
     def __init__(self) -> None:
         super().__init__()
@@ -363,7 +371,7 @@ class RMVPE:
         Results equal `infer_from_audio` on each segment (the padding is the same as alone).
         Segments longer than `chunk_frames` go through `infer_from_audio`.
         """
-        out: list[np.ndarray | None] = [None] * len(audios)
+        out: dict[int, np.ndarray] = {}
         groups: dict[int, list[int]] = {}
         for i, a in enumerate(audios):
             nf = n_frames_for(len(a))
@@ -382,7 +390,7 @@ class RMVPE:
                     sal = self.net(batch.to(self.dtype)).float().cpu().numpy()
                     for j, i in enumerate(chunk):
                         out[i] = decode_salience(sal[j, : mels[j].shape[-1]], threshold)
-        return out  # type: ignore[return-value]
+        return [out[i] for i in range(len(audios))]
 
 
 def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
