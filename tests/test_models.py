@@ -16,6 +16,7 @@ from infer.lib.mel import MelTransform, mel_spectrogram, spec_to_mel, spectrogra
 from infer.lib.models import build_discriminator, build_generator
 from infer.lib.models.attentions import _band_to_full, _full_to_band
 from infer.lib.models.commons import rand_slice_segments, slice_segments
+from infer.lib.models.layers import WNConv1d, WNConv2d, WNConvTranspose1d
 from infer.lib.models.nsf import sine_excitation
 
 
@@ -166,6 +167,33 @@ def test_weight_norm_names_and_removal(tiny_config):
     torch.testing.assert_close(
         b.infer(phone, lengths, pitch, pitchf, torch.tensor([0]))[0], before, atol=1e-5, rtol=1e-4
     )
+
+
+@pytest.mark.parametrize(
+    ("wn", "plain", "shape", "kwargs"),
+    [
+        (lambda: WNConv1d(4, 6, 3, padding=1), lambda: torch.nn.Conv1d(4, 6, 3, padding=1), (2, 4, 9), {}),
+        (lambda: WNConv2d(2, 3, (3, 1), (2, 1)), lambda: torch.nn.Conv2d(2, 3, (3, 1), (2, 1)), (2, 2, 9, 4), {}),
+        (
+            lambda: WNConvTranspose1d(6, 4, 4, 2, padding=1),
+            lambda: torch.nn.ConvTranspose1d(6, 4, 4, 2, padding=1),
+            (2, 6, 9),
+            {"output_size": [19]},
+        ),
+    ],
+)
+def test_weight_norm_layers_compute_their_torch_convolution(wn, plain, shape, kwargs):
+    """A weight-normalised layer is its torch convolution with weight g * v / |v| (before and after folding)."""
+    torch.manual_seed(0)
+    layer, ref = wn(), plain()
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        ref.weight.copy_(layer.current_weight())
+        ref.bias.copy_(layer.bias)
+    torch.testing.assert_close(layer(x, **kwargs), ref(x, **kwargs))
+    layer.remove_weight_norm()
+    assert {k for k, _ in layer.named_parameters()} == {"weight", "bias"}
+    torch.testing.assert_close(layer(x, **kwargs), ref(x, **kwargs))
 
 
 def _band_to_full_direct(rel: torch.Tensor, w: int) -> torch.Tensor:
