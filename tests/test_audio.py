@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import librosa
 import numpy as np
 import pytest
 import soundfile as sf
 
-from infer.lib.audio import AudioDecodeError, convert_to_wav, describe_bad_file, load_audio, probe
+from infer.lib.audio import (
+    AudioDecodeError,
+    convert_to_wav,
+    describe_bad_file,
+    load_audio,
+    probe,
+    probe_all,
+    resample,
+)
 from infer.lib.errors import UserInputError
 from tests.support.media import make_media
 
@@ -111,3 +120,27 @@ def test_wav_and_flac_fast_path_matches_ffmpeg(joe_1min, tmp_path, sr):
     )
     assert abs(info.duration_s - 4.0) < 1e-3
     assert probe(src).codec == "pcm_s16le"
+
+
+@pytest.mark.parametrize("sr", [40000, 48000, 32000, 22050, 44100])
+def test_resample_is_librosa_resample(speech_quiet_ends, sr):
+    speech = speech_quiet_ends
+    x = speech[: 3 * 40000 + 123] if sr == 40000 else librosa.resample(speech[:120123], orig_sr=40000, target_sr=sr)
+    ref = librosa.resample(x, orig_sr=sr, target_sr=16000)
+    got = resample(x, sr, 16000)
+    assert got.dtype == ref.dtype and np.array_equal(got, ref)
+    assert resample(x, 16000, 16000) is x
+
+
+def test_probe_all_in_parallel_keeps_file_order_and_lists_every_bad_file(tmp_path, joe_1min):
+    wavs = sorted(joe_1min.glob("*.wav"))
+    files = [wavs[i % len(wavs)] for i in range(10)]
+    one_by_one = probe_all(files, threads=1)
+    assert probe_all(files, threads=8) == one_by_one
+    assert [round(i["duration_s"], 2) for i in one_by_one] == [round(sf.info(str(f)).duration, 2) for f in files]
+    bad1, bad2 = tmp_path / "bad1.wav", tmp_path / "bad2.mp3"
+    bad1.write_bytes(b"RIFF not audio")
+    bad2.write_bytes(b"\x00" * 100)
+    with pytest.raises(UserInputError, match="2 of 12") as e:
+        probe_all([*files[:5], bad1, *files[5:], bad2], threads=8)
+    assert "bad1.wav" in str(e.value) and "bad2.mp3" in str(e.value)

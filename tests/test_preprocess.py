@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from pathlib import Path
 
-import librosa
 import numpy as np
 import pytest
 import soundfile as sf
@@ -18,7 +16,6 @@ from infer.modules.train.preprocess import (
     collect_inputs,
     normalize_segment,
     preprocess,
-    resample_to_16k,
     segment_starts,
 )
 from tests.support.http_server import LocalHTTPServer
@@ -246,30 +243,3 @@ def test_an_hour_preprocesses_in_bounded_memory(joe_1min, tmp_path):
     duration, segments, maxrss_kb = float(out[0]), int(out[1]), int(out[2])
     assert duration >= 3600 and segments > 900
     assert maxrss_kb < 600_000, f"peak RSS {maxrss_kb / 1e6:.2f} GB for an hour of audio"
-
-
-@pytest.mark.parametrize("sr", [40000, 48000, 32000, 22050, 44100])
-def test_resample_to_16k_is_librosa_resample(speech_quiet_ends, sr):
-    speech = speech_quiet_ends
-    x = speech[: 3 * 40000 + 123] if sr == 40000 else librosa.resample(speech[:120123], orig_sr=40000, target_sr=sr)
-    ref = librosa.resample(x, orig_sr=sr, target_sr=16000)
-    got = resample_to_16k(x, sr)
-    assert got.dtype == ref.dtype and np.array_equal(got, ref)
-    assert resample_to_16k(x, 16000) is x
-
-
-def test_probe_all_in_parallel_keeps_file_order_and_lists_every_bad_file(tmp_path, joe_1min):
-    from infer.lib.errors import UserInputError
-    from infer.modules.train.preprocess import probe_all
-
-    wavs = sorted(Path(joe_1min).glob("*.wav"))
-    files = [wavs[i % len(wavs)] for i in range(10)]
-    one_by_one = probe_all(files, threads=1)
-    assert probe_all(files, threads=8) == one_by_one
-    assert [round(i["duration_s"], 2) for i in one_by_one] == [round(sf.info(str(f)).duration, 2) for f in files]
-    bad1, bad2 = tmp_path / "bad1.wav", tmp_path / "bad2.mp3"
-    bad1.write_bytes(b"RIFF not audio")
-    bad2.write_bytes(b"\x00" * 100)
-    with pytest.raises(UserInputError, match="2 of 12") as e:
-        probe_all([*files[:5], bad1, *files[5:], bad2], threads=8)
-    assert "bad1.wav" in str(e.value) and "bad2.mp3" in str(e.value)

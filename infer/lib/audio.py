@@ -1,15 +1,22 @@
-"""Reading any audio (or video with an audio track) through ffmpeg.
+"""Audio I/O for every stage: decoding any audio (or video with an audio track), downmixing, resampling.
 
-Three operations, all thin wrappers over the `ffprobe`/`ffmpeg` executables run with argument lists
-(no shell) and their stderr captured, so a failure carries ffmpeg's own reason:
+Reading files, through the `ffprobe`/`ffmpeg` executables run with argument lists (no shell) and their
+stderr captured, so a failure carries ffmpeg's own reason:
 
-- `probe(path) -> AudioInfo`: duration, sample rate, channels, codec of the first audio stream;
+- `probe(path) -> AudioInfo`: duration, sample rate, channels, codec of the first audio stream
+  (`probe_all(files)`: many at once, one error listing every unreadable file);
 - `convert_to_wav(src, dst)`: any format ffmpeg reads -> mono WAV, 32-bit float, at the source rate;
-- `load_audio(path, sr) -> np.ndarray`: decoded, downmixed and resampled by ffmpeg, float32 mono in
-  [-1, 1] (values slightly above 1 are kept as decoded), shape [samples].
+- `load_audio(path, sr) -> np.ndarray`: decoded, downmixed and resampled, float32 mono in [-1, 1]
+  (values slightly above 1 are kept as decoded), shape [samples];
+- `decode_blocks(path, sr, block_s, work_dir)`: the same samples as `load_audio`'s fast path, streamed
+  in blocks (preprocessing: memory does not grow with a recording's length);
+- `decode_check(path)`: decode the first seconds only (a cheap check before long work).
 
-The extraction stages read the 16 kHz segments preprocessing wrote with `list_segments(folder)` and
-`read_wav16k(path)` (libsndfile, channels averaged as the reference's `readwave`).
+Samples: `to_mono` (ffmpeg's `-ac 1` mix), `average_channels` (the reference's `readwave` mix),
+`resample` (soxr HQ; with `fix_length`, exactly `librosa.resample`); `SampleFile` holds samples on
+disk. `AUDIO_EXTENSIONS`: what counts as
+audio in folders and zips. The extraction stages read the 16 kHz segments preprocessing wrote with
+`list_segments(folder)` and `read_wav16k(path)`.
 
 Uncompressed and FLAC files (WAV/AIFF/FLAC with PCM or float samples, mono or stereo: every file the
 WavDownloader writes) take a fast path instead: libsndfile reads the header and the samples in this
@@ -28,8 +35,11 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -41,6 +51,7 @@ FFPROBE = os.environ.get("RVC_FFPROBE", "ffprobe")
 # The WAV format `convert_to_wav` writes: mono, 32-bit float (no clipping of decoder overshoot, no
 # quantisation), at the source's own sample rate (preprocessing resamples to the training rate).
 WAV_CODEC = "pcm_f32le"
+PROBE_THREADS = 8  # ffprobe start-up dominates probing: run several at once
 
 # Extensions we treat as audio/video when scanning folders and zips (ffmpeg decides in the end).
 AUDIO_EXTENSIONS = frozenset(
@@ -77,12 +88,22 @@ _SNDFILE_CODECS = {
 }  # fmt: skip
 
 
-def _sndfile_info(path: Path) -> object | None:
+class _SndInfo(Protocol):
+    """The fields of libsndfile's header (`soundfile.info`) the fast path reads."""
+
+    format: str
+    subtype: str
+    channels: int
+    samplerate: int
+    frames: int
+
+
+def _sndfile_info(path: Path) -> _SndInfo | None:
     """libsndfile's header of `path` when the fast path can read it (see the module docstring), else None."""
     import soundfile as sf
 
     try:
-        info = sf.info(str(path))
+        info: _SndInfo = sf.info(str(path))
     except Exception:  # noqa: BLE001 - not a libsndfile format: ffmpeg decides
         return None
     ok = info.format in _SNDFILE_FORMATS and (info.subtype in _SNDFILE_CODECS or info.format == "FLAC")
@@ -126,12 +147,17 @@ def describe_bad_file(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
-def probe(path: str | os.PathLike[str]) -> AudioInfo:
-    """Probe `path` with ffprobe; raise `AudioDecodeError` when it has no readable audio stream."""
-    path = Path(path)
+def _refuse_obvious(path: Path) -> None:
+    """`AudioDecodeError` when the bytes of `path` are obviously not media (see `describe_bad_file`)."""
     obvious = describe_bad_file(path)
     if obvious:
         raise AudioDecodeError(f"{path.name}: {obvious}")
+
+
+def probe(path: str | os.PathLike[str]) -> AudioInfo:
+    """Probe `path` with ffprobe; raise `AudioDecodeError` when it has no readable audio stream."""
+    path = Path(path)
+    _refuse_obvious(path)
     info = _sndfile_info(path)
     if info is not None:
         return AudioInfo(
@@ -178,10 +204,31 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
     )
 
 
-def _to_float(v: object) -> float | None:
+def _probe_one(path: Path) -> tuple[dict | None, str | None]:
     try:
-        f = float(v)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        return probe(path).to_dict(), None
+    except AudioDecodeError as e:
+        return None, f"  {e}"
+
+
+def probe_all(files: list[Path], threads: int = PROBE_THREADS) -> list[dict]:
+    """`probe` every file (`threads` at a time: ffprobe start-up dominates where it runs; results in file
+    order); one `UserInputError` naming each unreadable file."""
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(files)))) as pool:
+        results = list(pool.map(_probe_one, files))
+    infos = [info for info, _ in results if info is not None]
+    bad = [err for _, err in results if err is not None]
+    if bad:
+        raise UserInputError(f"{len(bad)} of {len(files)} input file(s) are not readable audio:\n" + "\n".join(bad))
+    return infos
+
+
+def _to_float(v: object) -> float | None:
+    if not isinstance(v, int | float | str):
+        return None
+    try:
+        f = float(v)
+    except ValueError:
         return None
     return f if np.isfinite(f) and f > 0 else None
 
@@ -195,9 +242,7 @@ def convert_to_wav(src: str | os.PathLike[str], dst: str | os.PathLike[str], sam
     from infer.lib.fileio import atomic_path
 
     src, dst = Path(src), Path(dst)
-    obvious = describe_bad_file(src)
-    if obvious:
-        raise AudioDecodeError(f"{src.name}: {obvious}")
+    _refuse_obvious(src)
     with atomic_path(dst, suffix=".wav") as tmp:
         cmd = [
             _require(FFMPEG), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(src),
@@ -254,20 +299,14 @@ def _load_ffmpeg(path: Path, sr: int) -> np.ndarray:
 
 
 def _load_sndfile(path: Path, sr: int) -> np.ndarray:
-    """The fast path of `load_audio`: libsndfile decode, channel mean, soxr HQ resampling to `sr`."""
+    """The fast path of `load_audio`: libsndfile decode, `to_mono`, soxr HQ resampling to `sr`."""
     import soundfile as sf
-    import soxr
 
     try:
         audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:  # noqa: BLE001 - a damaged body after a valid header
         raise AudioDecodeError(f"{path.name}: the audio could not be decoded ({e})") from e
-    if audio.shape[1] == 2:  # ffmpeg's stereo -> mono matrix (what `-ac 1` gives): (L + R) / sqrt(2)
-        audio = (audio[:, 0] + audio[:, 1]) * np.float32(np.sqrt(0.5))
-    else:
-        audio = audio[:, 0]
-    if rate != sr:
-        audio = soxr.resample(audio, rate, sr, quality="soxr_hq").astype(np.float32, copy=False)
+    audio = resample(to_mono(audio), rate, sr, fix_length=False)
     if audio.size == 0:
         raise AudioDecodeError(f"{path.name}: no audio could be decoded (the file is truncated or empty)")
     return np.ascontiguousarray(audio)
@@ -277,9 +316,7 @@ def decode_check(path: str | os.PathLike[str], seconds: float = 2.0) -> None:
     """Decode the first `seconds` of `path`'s audio (a cheap check before any long work); raise
     `AudioDecodeError` naming the file and the reason when nothing can be decoded."""
     path = Path(path)
-    obvious = describe_bad_file(path)
-    if obvious:
-        raise AudioDecodeError(f"{path.name}: {obvious}")
+    _refuse_obvious(path)
     info = _sndfile_info(path)
     if info is not None:
         import soundfile as sf
@@ -314,11 +351,137 @@ def list_segments(folder: Path) -> list[Path]:
 
 
 def read_wav16k(path: Path) -> np.ndarray:
-    """A 16 kHz segment wav as float32 mono [T] (channels averaged, as the reference's `readwave`);
+    """A 16 kHz segment wav as float32 mono [T] (`average_channels`, as the reference's `readwave`);
     ValueError for another rate."""
     import soundfile as sf
 
     audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
     if sr != SEGMENT_RATE:
         raise ValueError(f"{path.name} is {sr} Hz, expected {SEGMENT_RATE}")
-    return audio.mean(axis=1, dtype=np.float32) if audio.shape[1] > 1 else audio[:, 0]
+    return average_channels(audio)
+
+
+# ---------------------------------------------------------------------------------------- samples
+class SampleFile:
+    """Mono float32 samples in a raw temporary file: appended in blocks, read back by range (`x[a:b]`),
+    so a long recording is never held in memory whole (an hour at 48 kHz is 0.7 GB per copy)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._f = open(path, "w+b")  # noqa: SIM115 - closed by close()
+        self._n = 0
+
+    def append(self, x: np.ndarray) -> None:
+        self._f.seek(0, os.SEEK_END)
+        self._f.write(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+        self._n += int(x.shape[0])
+
+    def truncate(self, n: int) -> None:
+        self._n = min(self._n, n)
+        self._f.truncate(4 * self._n)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        a, b, step = index.indices(self._n)
+        if step != 1:
+            raise ValueError("SampleFile reads contiguous ranges only")
+        out = np.empty(max(0, b - a), dtype=np.float32)
+        if out.size:
+            self._f.seek(4 * a)
+            self._f.readinto(out.data.cast("B"))
+        return out
+
+    def close(self) -> None:
+        self._f.close()
+        self.path.unlink(missing_ok=True)
+
+
+def to_mono(audio: np.ndarray) -> np.ndarray:
+    """float32 [n, channels] -> [n] as ffmpeg's `-ac 1` mixes: stereo (L + R) / sqrt(2), one channel as
+    it is, more channels averaged."""
+    if audio.shape[1] == 2:
+        return (audio[:, 0] + audio[:, 1]) * np.float32(np.sqrt(0.5))
+    return audio[:, 0] if audio.shape[1] == 1 else audio.mean(axis=1, dtype=np.float32)
+
+
+def average_channels(audio: np.ndarray, axis: int = 1) -> np.ndarray:
+    """float32 [n, channels] (channels on `axis`) -> [n]: the channels' mean, the reference's mix for
+    segments and training wavs (one channel is returned as it is)."""
+    if audio.shape[axis] == 1:
+        return audio[:, 0] if axis == 1 else audio[0]
+    return audio.mean(axis=axis, dtype=np.float32)
+
+
+def resampled_length(n: int, sr: int, target_sr: int) -> int:
+    """`librosa.resample`'s output length for `n` samples: ceil(n * target_sr / sr)."""
+    return int(np.ceil(n * target_sr / sr))
+
+
+def resample(x: np.ndarray, sr: int, target_sr: int, *, fix_length: bool = True) -> np.ndarray:
+    """Mono `x` [T] at `sr` Hz -> [T'] at `target_sr` (soxr HQ); `x` itself when the rates agree.
+
+    `fix_length` True: `librosa.resample(x, orig_sr=sr, target_sr=target_sr)` sample for sample, without
+    importing librosa (length `resampled_length`, zero-padded or cut; `x`'s dtype). False: soxr's own
+    length (rounded, where librosa's is ceil'ed), float32.
+    """
+    if sr == target_sr:
+        return x
+    import soxr
+
+    y = soxr.resample(x, sr, target_sr, quality="soxr_hq")
+    if not fix_length:
+        return y.astype(np.float32, copy=False)
+    n = resampled_length(x.shape[0], sr, target_sr)
+    y = y[:n] if y.shape[0] >= n else np.pad(y, (0, n - y.shape[0]))
+    return np.asarray(y, dtype=x.dtype)
+
+
+_HOLD = 64  # resampled samples held back until the end, where the total length is fixed
+
+
+def decode_blocks(
+    path: str | os.PathLike[str], sr: int, block_s: float, work_dir: str | os.PathLike[str]
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Stream `path` in blocks of `block_s` source seconds: (mono source samples, resampled samples).
+
+    Mono as `to_mono`; the resampled samples of all blocks together are exactly `resample(mono, rate,
+    sr)` over the whole file (soxr's stream state carried across blocks, the length fixed at the end),
+    float32 at `sr`. Files libsndfile does not read (see `_sndfile_info`) are first decoded by
+    `convert_to_wav` into `work_dir/source.wav` (removed when done). Raises `AudioDecodeError`.
+    """
+    import soundfile as sf
+    import soxr
+
+    src, tmp = Path(path), Path(work_dir) / "source.wav"
+    try:
+        if _sndfile_info(src) is None:
+            convert_to_wav(src, tmp)  # mono float at the source rate
+            src = tmp
+        with sf.SoundFile(str(src)) as f:
+            rate = int(f.samplerate)
+            rs = soxr.ResampleStream(rate, sr, 1, dtype="float32", quality="soxr_hq") if rate != sr else None
+            block = max(1, int(block_s * rate))
+            n_source = n_out = 0
+            held = np.zeros(0, np.float32)
+            while True:
+                x = to_mono(f.read(block, dtype="float32", always_2d=True))
+                last = x.shape[0] < block
+                n_source += x.shape[0]
+                if rs is None:
+                    yield x, x
+                else:
+                    held = np.concatenate([held, rs.resample_chunk(x, last=last)])
+                    if last:
+                        n = resampled_length(n_source, rate, sr)
+                        rest = held[: n - n_out]
+                        yield x, np.pad(rest, (0, n - n_out - rest.shape[0]))
+                    else:
+                        out, held = held[: max(0, len(held) - _HOLD)], held[max(0, len(held) - _HOLD) :]
+                        n_out += out.shape[0]
+                        yield x, out
+                if last:
+                    return
+    finally:
+        tmp.unlink(missing_ok=True)

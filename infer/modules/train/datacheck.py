@@ -173,8 +173,8 @@ def check_data(
     little speech is left. `detector`/`encoder`: a `SpeechDetector`/`SpeakerEncoder` (default: the
     process's shared ones)."""
     from infer.lib import speaker as spk
+    from infer.lib.audio import probe_all
     from infer.lib.vad import get_speech_detector, speech_seconds
-    from infer.modules.train.preprocess import probe_all
 
     files = [Path(f) for f in files]
     if not files:

@@ -422,8 +422,7 @@ class TrainModules:
         """Probe every file and decode its first seconds; one `UserInputError` naming each bad file."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from infer.lib.audio import AudioDecodeError, decode_check
-        from infer.modules.train.preprocess import probe_all
+        from infer.lib.audio import AudioDecodeError, decode_check, probe_all
 
         files = [Path(f) for f in files]
         if not files:

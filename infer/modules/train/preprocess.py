@@ -8,22 +8,20 @@
    files are decoded, resampled to the training rate, enhanced, and handed on as float WAVs in a
    temporary folder;
 3. in a pool of `n_workers` threads, per file (the reference preprocessing, our own code):
-   decode at the source rate (libsndfile for WAV/AIFF/FLAC; other formats are first turned into a
-   float WAV by ffmpeg), mono as ffmpeg's `-ac 1` -> clipping measured on the source samples ->
-   resampled to `sr` (soxr HQ) -> optional leading/trailing silence trim -> 48 Hz 5th-order
-   Butterworth high-pass (`scipy.signal.lfilter`) -> the slicer (-42 dB, 1500 ms minimum length,
-   400 ms minimum interval, 15 ms hop, 500 ms maximum silence kept) -> segments of `per` seconds
-   (`segment_s`: 3.7 s, or the reference's 3.0 s for jobs on fp32-only GPUs and cards of <= 4 GB,
-   `infer.lib.device.preprocess_segment_seconds`) every `per - 0.3` s, the rest of a slice as a last
-   shorter segment -> a segment whose peak exceeds 2.5 is dropped -> with `speech` regions (the data
-   check's Silero VAD, `infer.modules.train.datacheck`), a segment less than `MIN_SEGMENT_SPEECH` (25%)
-   speech is dropped, so music, noise or silence never becomes a training segment -> loudness normalisation
-   `y = x / peak * (0.9 * 0.75) + 0.25 * x` -> written as 16-bit PCM at `sr` to `exp.gt_wavs_dir` and
-   resampled to 16 kHz (soxr HQ, as `librosa.resample`) to `exp.wavs16k_dir`, named `<file_idx>_<seg_idx>.wav`
-   (file_idx = position in `files`; seg_idx counts the file's segments from 0 in order, a dropped
-   segment leaving its number unused). The reference numbers differently and loses audio: it skips a number
-   before a slice's last (shorter) segment and writes the next slice's first segment under that same
-   number, overwriting it; we keep every segment;
+   decoded at the source rate and mixed to mono (`infer.lib.audio.decode_blocks`) -> clipping measured
+   on the source samples -> resampled to `sr` (soxr HQ) -> optional leading/trailing silence trim ->
+   48 Hz 5th-order Butterworth high-pass (`scipy.signal.lfilter`) -> the slicer (-42 dB, 1500 ms
+   minimum length, 400 ms minimum interval, 15 ms hop, 500 ms maximum silence kept) -> segments of
+   `per` seconds (`segment_s`: 3.7 s, or the reference's 3.0 s for jobs on fp32-only GPUs and cards of
+   <= 4 GB, `infer.lib.device.preprocess_segment_seconds`) every `per - 0.3` s, the rest of a slice as
+   a last shorter segment -> a segment whose peak exceeds 2.5 is dropped -> with `speech` regions (the
+   data check's Silero VAD, `infer.modules.train.datacheck`), a segment less than `MIN_SEGMENT_SPEECH`
+   (25%) speech is dropped, so music, noise or silence never becomes a training segment -> loudness
+   normalisation `y = x / peak * (0.9 * 0.75) + 0.25 * x` -> written as 16-bit PCM at `sr` to
+   `exp.gt_wavs_dir` and resampled to 16 kHz (`infer.lib.audio.resample`, as `librosa.resample`) to
+   `exp.wavs16k_dir`, named `<file_idx>_<seg_idx>.wav` (file_idx = position in `files`; seg_idx counts
+   the file's segments from 0 in order, a dropped segment leaving its number unused; the reference
+   reuses a number and overwrites a segment, we keep every segment);
 4. the `PreprocessReport` (per file: duration, source rate, clipping, silence, segments kept and
    dropped, speech in the kept segments) is logged, written to `exp.reports_dir/preprocess.json`, and
    checked: under `warn_speech_s` (10 minutes) of speech (of kept audio without `speech`) a warning,
@@ -32,11 +30,9 @@
 Memory does not grow with a recording's length: each file is streamed in blocks of `BLOCK_S` seconds
 (decode, resample, clipping count, trim, high-pass with its state carried across blocks) through two
 raw float32 temporary files (`SampleFile`), and each segment is read back alone. The numbers are those
-of a single pass over the whole file (tested); an hour-long file peaks at about 0.25 GB RSS.
-
-Threads, not processes: the heavy parts (libsndfile, soxr, scipy's `lfilter`, numpy) release the GIL,
-so threads use the cores without a process pool's start-up (new interpreters importing scipy), which
-costs more than the whole stage on a minute of audio. Measured speeds: bench/README.md.
+of a single pass over the whole file (tested). Threads, not processes: the heavy parts (libsndfile,
+soxr, scipy's `lfilter`, numpy) release the GIL, and a process pool's start-up (new interpreters
+importing scipy) costs more than the whole stage on a minute of audio. Speeds: bench/README.md.
 
 `collect_inputs(urls, zip_path, work_dir)` turns the user's URLs and/or dataset zip into the file list.
 """
@@ -49,6 +45,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -57,7 +54,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from infer.lib.audio import AudioDecodeError, load_audio, probe
+from infer.lib.audio import SEGMENT_RATE, AudioDecodeError, SampleFile, decode_blocks, load_audio, probe_all, resample
 from infer.lib.errors import UserInputError
 from infer.lib.layout import ExperimentLayout
 from infer.lib.log import get_logger, progress
@@ -79,14 +76,12 @@ NORM_MAX = 0.9
 NORM_ALPHA = 0.75
 HIGHPASS_HZ = 48.0
 HIGHPASS_ORDER = 5
-SR_16K = 16000
 CLIP_LEVEL = 0.999  # |sample| at or above counts as clipped
 SILENT_DBFS = -50.0  # a file whose RMS is below this is reported as silent
 WARN_SPEECH_S = 600.0
 MIN_SEGMENT_SPEECH = 0.25  # a segment with less speech than this fraction of its length is dropped
 MIN_SPEECH_S = 10.0
 BLOCK_S = 30.0  # seconds of audio per block when streaming a file through decoding and filtering
-PROBE_THREADS = 8  # ffprobe start-up dominates probing: run several at once
 
 
 @dataclass(frozen=True)
@@ -181,18 +176,6 @@ def segment_starts(n: int, sr: int, per: float, overlap: float = OVERLAP_S) -> l
             return out
 
 
-def clipped_fraction(x: np.ndarray) -> float:
-    """Fraction of samples on a flat top at full scale (|x| >= 0.999 and equal to a neighbour): clipping."""
-    if x.size < 2:
-        return 0.0
-    hot = np.abs(x) >= CLIP_LEVEL
-    flat = np.zeros_like(hot)
-    same = np.abs(np.diff(x)) < 1e-4
-    flat[1:] |= same
-    flat[:-1] |= same
-    return float(np.mean(hot & flat))
-
-
 def normalize_segment(x: np.ndarray) -> np.ndarray | None:
     """The reference loudness normalisation; None when the peak exceeds 2.5 (or is 0: nothing to keep)."""
     peak = float(np.abs(x).max()) if x.size else 0.0
@@ -214,60 +197,6 @@ def _write_pcm16(path: Path, audio: np.ndarray, sr: int) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def resample(x: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
-    """`librosa.resample(x, orig_sr=sr, target_sr=target_sr)` (soxr "HQ", length ceil(T * target_sr / sr)),
-    calling soxr directly: the same samples without importing librosa."""
-    if sr == target_sr:
-        return x
-    import soxr
-
-    n = int(np.ceil(x.shape[0] * target_sr / sr))
-    y = soxr.resample(x, sr, target_sr, quality="soxr_hq")
-    y = y[:n] if y.shape[0] >= n else np.pad(y, (0, n - y.shape[0]))
-    return np.asarray(y, dtype=x.dtype)
-
-
-def resample_to_16k(x: np.ndarray, sr: int) -> np.ndarray:
-    """`resample(x, sr, 16000)`: the segments HuBERT and the pitch methods read."""
-    return resample(x, sr, SR_16K)
-
-
-class SampleFile:
-    """Mono float32 samples in a raw temporary file: appended in blocks, read back by range (`x[a:b]`),
-    so a long recording is never held in memory whole (an hour at 48 kHz is 0.7 GB per copy)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._f = open(path, "w+b")  # noqa: SIM115 - closed by close()
-        self._n = 0
-
-    def append(self, x: np.ndarray) -> None:
-        self._f.seek(0, os.SEEK_END)
-        self._f.write(np.ascontiguousarray(x, dtype=np.float32).tobytes())
-        self._n += int(x.shape[0])
-
-    def truncate(self, n: int) -> None:
-        self._n = min(self._n, n)
-        self._f.truncate(4 * self._n)
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getitem__(self, index: slice) -> np.ndarray:
-        a, b, step = index.indices(self._n)
-        if step != 1:
-            raise ValueError("SampleFile reads contiguous ranges only")
-        out = np.empty(max(0, b - a), dtype=np.float32)
-        if out.size:
-            self._f.seek(4 * a)
-            self._f.readinto(memoryview(out).cast("B"))
-        return out
-
-    def close(self) -> None:
-        self._f.close()
-        self.path.unlink(missing_ok=True)
-
-
 @dataclass
 class _Stats:
     """What one streaming pass measures: source samples, clipped ones, and the peak and power at `sr`."""
@@ -280,10 +209,10 @@ class _Stats:
     _last_same_left: bool = False
 
     def clipping(self, x: np.ndarray) -> None:
-        """Count flat tops (see `clipped_fraction`) exactly across block edges: a block's last sample is
+        """Count flat tops (`clipped_fraction`) exactly across block edges: a block's last sample is
         decided once the next block's first is known."""
         if self._last is not None:
-            x = np.concatenate([np.float32([self._last]), x])
+            x = np.concatenate([np.array([self._last], dtype=np.float32), x])
         if x.size == 0:
             return
         hot = np.abs(x) >= CLIP_LEVEL
@@ -306,42 +235,23 @@ class _Stats:
             self.sum_squares += float(np.sum(np.square(x, dtype=np.float64)))
 
 
-def _mono(block: np.ndarray) -> np.ndarray:
-    """[n, channels] -> [n] as ffmpeg's `-ac 1` (see `load_audio`)."""
-    if block.shape[1] == 2:
-        return (block[:, 0] + block[:, 1]) * np.float32(np.sqrt(0.5))
-    return block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
+def clipped_fraction(x: np.ndarray) -> float:
+    """Fraction of samples on a flat top at full scale (|x| >= 0.999 and equal to a neighbour): clipping."""
+    st = _Stats(n_source=x.size)
+    st.clipping(x)
+    return st.finish_clipping()
 
 
-def _decode_resampled(path: Path, sr: int, out: SampleFile, measure_clipping: bool) -> _Stats:
-    """Stream the libsndfile-readable `path` in blocks: mono -> clipping count on the source samples
-    (resampling rounds off the flat tops it looks for) -> soxr HQ to `sr` (the same samples as one
-    `resample` call over the whole file) -> `out`; peak and power measured at `sr`."""
-    import soundfile as sf
-    import soxr
-
+def _decode(path: Path, sr: int, out: SampleFile, work: Path, measure_clipping: bool) -> _Stats:
+    """`path` through `decode_blocks` at `sr` into `out`: clipping counted on the source samples
+    (resampling rounds off the flat tops it looks for), peak and power measured at `sr`."""
     st = _Stats()
-    with sf.SoundFile(str(path)) as f:
-        rate = int(f.samplerate)
-        rs = soxr.ResampleStream(rate, sr, 1, dtype="float32", quality="soxr_hq") if rate != sr else None
-        block = max(1, int(BLOCK_S * rate))
-        while True:
-            x = _mono(f.read(block, dtype="float32", always_2d=True))
-            last = x.shape[0] < block
-            st.n_source += x.shape[0]
-            if measure_clipping:
-                st.clipping(x)
-            y = rs.resample_chunk(x, last=last) if rs is not None else x
-            out.append(y)
-            if last:
-                break
-    n = int(np.ceil(st.n_source * sr / rate))  # `resample`'s length rule
-    if len(out) > n:
-        out.truncate(n)
-    elif len(out) < n:
-        out.append(np.zeros(n - len(out), np.float32))
-    for a in range(0, n, block):
-        st.level(out[a : a + block])
+    for x, y in decode_blocks(path, sr, BLOCK_S, work):
+        st.n_source += x.shape[0]
+        if measure_clipping:
+            st.clipping(x)
+        st.level(y)
+        out.append(y)
     return st
 
 
@@ -364,32 +274,68 @@ def _failed(task: _Task, error: str) -> FileReport:
                       info.get("codec", "?"), 0.0, -200.0, 0.0, True, 0.0, 0, 0, 0, 0.0, error)  # fmt: skip
 
 
+@dataclass
+class _Kept:
+    """What `_write_segments` kept and dropped of one file."""
+
+    kept: int = 0
+    dropped: int = 0  # too loud
+    no_speech: int = 0
+    samples: int = 0  # of the filtered audio covered by kept segments, overlaps counted once
+    spans: list[tuple[float, float]] = field(default_factory=list)  # kept, seconds from the file's start
+
+    def add(self, t0: float, t1: float) -> None:
+        self.kept += 1
+        if self.spans and t0 <= self.spans[-1][1]:
+            self.spans[-1] = (self.spans[-1][0], max(self.spans[-1][1], t1))
+        else:
+            self.spans.append((t0, t1))
+
+
+def _write_segments(task: _Task, filtered: SampleFile, ranges: list[tuple[int, int]], lo: int) -> _Kept:
+    """The slices `ranges` of `filtered` (which starts at source sample `lo`) cut into segments, checked
+    for speech and loudness, normalised and written at `task.sr` and 16 kHz."""
+    k = _Kept()
+    seg_idx = 0
+    gt_dir, w16_dir = Path(task.gt_dir), Path(task.wav16_dir)
+    for s0, s1 in ranges:
+        covered_to = 0  # kept seconds count each sample once, overlaps included once
+        for start, end in segment_starts(s1 - s0, task.sr, task.per):
+            name = f"{task.index}_{seg_idx}.wav"
+            seg_idx += 1
+            t0, t1 = (lo + s0 + start) / task.sr, (lo + s0 + end) / task.sr
+            if task.speech is not None and overlap_seconds(task.speech, t0, t1) < MIN_SEGMENT_SPEECH * (t1 - t0):
+                k.no_speech += 1
+                continue
+            seg = normalize_segment(filtered[s0 + start : s0 + end])
+            if seg is None:
+                k.dropped += 1
+                continue
+            _write_pcm16(gt_dir / name, seg, task.sr)
+            _write_pcm16(w16_dir / name, resample(seg, task.sr, SEGMENT_RATE), SEGMENT_RATE)
+            k.samples += max(0, end - max(start, covered_to))
+            covered_to = end
+            k.add(t0, t1)
+    return k
+
+
 def _process_file(task: _Task) -> FileReport:
-    """One input file through trim, filter, slicer, segmentation, normalisation and writing.
+    """One input file through decoding, trim, filter, slicer, segmentation, normalisation and writing.
 
     Streamed: the file is decoded and resampled in blocks into a raw temporary file, trimmed and
     filtered into a second one, and each segment read back alone, so memory does not grow with the
-    recording's length. Formats libsndfile does not read are first decoded by ffmpeg to a float WAV.
+    recording's length.
     """
-    from infer.lib.audio import _sndfile_info, convert_to_wav
-
-    info = task.info
     enhanced = task.source_clipped is not None  # then `path` is the enhancer's output, already at `sr`
     work = Path(tempfile.mkdtemp(prefix=f".file{task.index}-", dir=task.work_dir))
     decoded, filtered = SampleFile(work / "decoded.f32"), SampleFile(work / "filtered.f32")
     try:
-        src = Path(task.path)
         try:
-            if _sndfile_info(src) is None:
-                convert_to_wav(src, work / "source.wav")  # ffmpeg: mono float at the source rate
-                src = work / "source.wav"
-            st = _decode_resampled(src, task.sr, decoded, measure_clipping=not enhanced)
+            st = _decode(Path(task.path), task.sr, decoded, work, measure_clipping=not enhanced)
         except AudioDecodeError as e:
             return _failed(task, str(e))
-        (work / "source.wav").unlink(missing_ok=True)
         n = len(decoded)
-        clipped = task.source_clipped if enhanced else st.finish_clipping()
-        duration = n / task.sr
+        clipped = task.source_clipped if task.source_clipped is not None else st.finish_clipping()
         level = 20 * np.log10(np.sqrt(st.sum_squares / n)) if n and st.sum_squares > 0 else -200.0
         silent = bool(level < SILENT_DBFS)
         lo, hi = 0, n
@@ -397,84 +343,24 @@ def _process_file(task: _Task) -> FileReport:
             from infer.lib.enhance import trim_range
 
             lo, hi = trim_range(decoded, task.sr, task.trim_top_db, peak=st.peak)
-        trimmed_s = (n - (hi - lo)) / task.sr
         _highpass(decoded, lo, hi, task.sr, filtered)
         decoded.close()
         ranges = Slicer(task.sr, task.slicer).ranges(filtered) if len(filtered) else []
-        kept_n = dropped = no_speech = 0
-        kept_samples = 0
-        kept_spans: list[tuple[float, float]] = []  # seconds from the file's start
-        seg_idx = 0
-        gt_dir, w16_dir = Path(task.gt_dir), Path(task.wav16_dir)
-        for s0, s1 in ranges:
-            covered_to = 0  # kept seconds count each sample once, overlaps included once
-            for start, end in segment_starts(s1 - s0, task.sr, task.per):
-                name = f"{task.index}_{seg_idx}.wav"
-                seg_idx += 1
-                t0, t1 = (lo + s0 + start) / task.sr, (lo + s0 + end) / task.sr
-                if task.speech is not None and overlap_seconds(task.speech, t0, t1) < MIN_SEGMENT_SPEECH * (t1 - t0):
-                    no_speech += 1
-                    continue
-                seg = normalize_segment(filtered[s0 + start : s0 + end])
-                if seg is None:
-                    dropped += 1
-                    continue
-                _write_pcm16(gt_dir / name, seg, task.sr)
-                seg16 = resample_to_16k(seg, task.sr)
-                _write_pcm16(w16_dir / name, seg16, SR_16K)
-                kept_n += 1
-                kept_samples += max(0, end - max(start, covered_to))
-                covered_to = end
-                if kept_spans and t0 <= kept_spans[-1][1]:
-                    kept_spans[-1] = (kept_spans[-1][0], max(kept_spans[-1][1], t1))
-                else:
-                    kept_spans.append((t0, t1))
+        k = _write_segments(task, filtered, ranges, lo)
     finally:
         decoded.close()
         filtered.close()
         shutil.rmtree(work, ignore_errors=True)
-    kept_s = kept_samples / task.sr
+    info = task.info
+    speech_s = None if task.speech is None else sum(overlap_seconds(task.speech, a, b) for a, b in k.spans)
     return FileReport(
-        index=task.index,
-        name=task.name,
-        duration_s=round(duration, 3),
-        source_sample_rate=int(info.get("sample_rate", 0)),
-        channels=int(info.get("channels", 0)),
-        codec=str(info.get("codec", "?")),
-        peak=round(st.peak, 4),
-        rms_dbfs=round(float(level), 2),
-        clipped_fraction=round(clipped, 6),
-        silent=silent,
-        trimmed_s=round(trimmed_s, 3),
-        slices=len(ranges),
-        segments_kept=kept_n,
-        segments_dropped=dropped,
-        kept_s=round(kept_s, 3),
-        speech_kept_s=None
-        if task.speech is None
-        else round(sum(overlap_seconds(task.speech, a, b) for a, b in kept_spans), 3),
-        segments_no_speech=no_speech,
-    )
-
-
-def _probe_one(path: Path) -> tuple[dict | None, str | None]:
-    try:
-        return probe(path).to_dict(), None
-    except AudioDecodeError as e:
-        return None, f"  {e}"
-
-
-def probe_all(files: list[Path], threads: int = PROBE_THREADS) -> list[dict]:
-    """`probe` every file (`threads` at a time: ffprobe start-up dominates where it runs; results in file
-    order); one
-    `UserInputError` naming each unreadable file."""
-    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(files)))) as pool:
-        results = list(pool.map(_probe_one, files))
-    infos = [info for info, _ in results if info is not None]
-    bad = [err for _, err in results if err is not None]
-    if bad:
-        raise UserInputError(f"{len(bad)} of {len(files)} input file(s) are not readable audio:\n" + "\n".join(bad))
-    return infos
+        index=task.index, name=task.name, duration_s=round(n / task.sr, 3),
+        source_sample_rate=int(info.get("sample_rate", 0)), channels=int(info.get("channels", 0)),
+        codec=str(info.get("codec", "?")), peak=round(st.peak, 4), rms_dbfs=round(float(level), 2),
+        clipped_fraction=round(clipped, 6), silent=silent, trimmed_s=round((n - (hi - lo)) / task.sr, 3),
+        slices=len(ranges), segments_kept=k.kept, segments_dropped=k.dropped, kept_s=round(k.samples / task.sr, 3),
+        speech_kept_s=None if speech_s is None else round(speech_s, 3), segments_no_speech=k.no_speech,
+    )  # fmt: skip
 
 
 def preprocess(
@@ -498,46 +384,23 @@ def preprocess(
     little speech are then dropped and the report counts speech seconds. `infos`: `probe_all(files)`
     when the caller has it already (the check audio stage)."""
     files = [Path(f) for f in files]
-    if not files:
-        raise UserInputError("no audio files to train on: give audio URLs or a dataset zip")
-    if speech is not None and len(speech) != len(files):
-        raise ValueError(f"speech regions for {len(speech)} file(s), {len(files)} files given")
-    if sr <= SR_16K // 2:
-        raise ValueError(f"sample rate {sr} is too low")
+    _check_arguments(files, sr, segment_s, speech)
     infos = infos if infos is not None else probe_all(files)
-    exp.gt_wavs_dir.mkdir(parents=True, exist_ok=True)
-    exp.wavs16k_dir.mkdir(parents=True, exist_ok=True)
-    exp.reports_dir.mkdir(parents=True, exist_ok=True)
-    for d in (exp.gt_wavs_dir, exp.wavs16k_dir):  # a re-run must not mix old segments in
-        for old in d.glob("*.wav"):
-            old.unlink()
-    if not 1.0 <= segment_s <= 10.0:
-        raise ValueError(f"segment_s must be 1..10 seconds, got {segment_s}")
-    per = segment_s
-    slicer = slicer or SlicerParams()
+    _prepare_dirs(exp)
     n_workers = max(1, min(n_workers or os.cpu_count() or 1, len(files)))
-    total_in = sum(i["duration_s"] for i in infos)
     _log.info(
         "preprocessing %d file(s), %.1f s of audio, at %d Hz, %.1f s segments, %d worker(s)%s%s",
-        len(files), total_in, sr, per, n_workers, ", enhancement on" if enhancer else "", ", trimming silence" if trim_silence else "",
+        len(files), sum(i["duration_s"] for i in infos), sr, segment_s, n_workers,
+        ", enhancement on" if enhancer else "", ", trimming silence" if trim_silence else "",
     )  # fmt: skip
     work_dir = tempfile.mkdtemp(prefix=".preprocess-", dir=exp.root)
     try:
-        paths = [str(f) for f in files]
+        paths: list[str] = [str(f) for f in files]
         source_clipped: list[float | None] = [None] * len(files)
         if enhancer is not None:
-            import soundfile as sf
-
-            for i, f in enumerate(progress(files, "enhancing audio", unit="file", logger=_log)):
-                rate = int(infos[i]["sample_rate"])
-                audio = load_audio(f, rate)
-                source_clipped[i] = clipped_fraction(audio)  # on the source samples, as without enhancement
-                audio = enhancer.enhance(resample(audio, rate, sr), sr)
-                out = Path(work_dir) / f"{i}.wav"
-                sf.write(str(out), audio, sr, subtype="FLOAT")
-                paths[i] = str(out)
+            paths, source_clipped = _enhance_all(files, infos, sr, enhancer, Path(work_dir))
         tasks = [
-            _Task(i, f.name, paths[i], sr, per, trim_silence, trim_top_db, str(exp.gt_wavs_dir), str(exp.wavs16k_dir), infos[i], slicer, work_dir, source_clipped[i], None if speech is None else tuple(tuple(r) for r in speech[i]))
+            _Task(i, f.name, paths[i], sr, segment_s, trim_silence, trim_top_db, str(exp.gt_wavs_dir), str(exp.wavs16k_dir), infos[i], slicer or SlicerParams(), work_dir, source_clipped[i], None if speech is None else tuple((a, b) for a, b in speech[i]))
             for i, f in enumerate(files)
         ]  # fmt: skip
         import scipy.signal  # noqa: F401 - imported once here, not raced for by the threads
@@ -548,12 +411,62 @@ def preprocess(
             )
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
-    report = _summarise(reports, sr, per, enhancer is not None, trim_silence, warn_speech_s)
+    report = _summarise(reports, sr, segment_s, enhancer is not None, trim_silence, warn_speech_s)
     from infer.lib.fileio import atomic_write_text
 
     atomic_write_text(exp.reports_dir / "preprocess.json", json.dumps(report.to_dict(), indent=2))
     _log_report(report)
-    failed = [r for r in reports if r.error]
+    _check_result(report, min_speech_s)
+    return report
+
+
+def _check_arguments(
+    files: list[Path], sr: int, segment_s: float, speech: Sequence[Sequence[tuple[float, float]]] | None
+) -> None:
+    if not files:
+        raise UserInputError("no audio files to train on: give audio URLs or a dataset zip")
+    if speech is not None and len(speech) != len(files):
+        raise ValueError(f"speech regions for {len(speech)} file(s), {len(files)} files given")
+    if sr <= SEGMENT_RATE // 2:
+        raise ValueError(f"sample rate {sr} is too low")
+    if not 1.0 <= segment_s <= 10.0:
+        raise ValueError(f"segment_s must be 1..10 seconds, got {segment_s}")
+
+
+def _prepare_dirs(exp: ExperimentLayout) -> None:
+    """The segment and report folders, without the segments of an earlier run (a re-run must not mix
+    old segments in)."""
+    exp.gt_wavs_dir.mkdir(parents=True, exist_ok=True)
+    exp.wavs16k_dir.mkdir(parents=True, exist_ok=True)
+    exp.reports_dir.mkdir(parents=True, exist_ok=True)
+    for d in (exp.gt_wavs_dir, exp.wavs16k_dir):
+        for old in d.glob("*.wav"):
+            old.unlink()
+
+
+def _enhance_all(
+    files: list[Path], infos: list[dict], sr: int, enhancer: AudioEnhancer, work_dir: Path
+) -> tuple[list[str], list[float | None]]:
+    """Every file decoded at its own rate, its clipping measured, resampled to `sr` and enhanced into a
+    float WAV in `work_dir`: (the enhanced files' paths, the source clipping per file)."""
+    import soundfile as sf
+
+    paths: list[str] = []
+    clipped: list[float | None] = []
+    for i, f in enumerate(progress(files, "enhancing audio", unit="file", logger=_log)):
+        rate = int(infos[i]["sample_rate"])
+        audio = load_audio(f, rate)
+        clipped.append(clipped_fraction(audio))  # on the source samples, as without enhancement
+        audio = enhancer.enhance(resample(audio, rate, sr), sr)
+        out = work_dir / f"{i}.wav"
+        sf.write(str(out), audio, sr, subtype="FLOAT")
+        paths.append(str(out))
+    return paths, clipped
+
+
+def _check_result(report: PreprocessReport, min_speech_s: float) -> None:
+    """`UserInputError` when a file could not be decoded or too little audio is left to train on."""
+    failed = [r for r in report.files if r.error]
     if failed:
         raise UserInputError("some files could not be decoded:\n" + "\n".join(f"  {r.error}" for r in failed))
     if report.kept_s < min_speech_s:
@@ -563,15 +476,12 @@ def preprocess(
             f"file(s)); at least {min_speech_s:.0f} s are needed to train, 10 minutes or more for a good voice. "
             "Give more (or louder, unclipped) recordings."
         )
-    return report
 
 
 def _summarise(
     reports: list[FileReport], sr: int, per: float, enhanced: bool, trimmed: bool, warn_speech_s: float
 ) -> PreprocessReport:
-    rates: dict[str, int] = {}
-    for r in reports:
-        rates[str(r.source_sample_rate)] = rates.get(str(r.source_sample_rate), 0) + 1
+    rates = dict(Counter(str(r.source_sample_rate) for r in reports))
     clipped = [r.name for r in reports if r.clipped_fraction > 0.001]
     silent = [r.name for r in reports if r.silent]
     kept_s = round(sum(r.kept_s for r in reports), 3)
