@@ -64,8 +64,8 @@ def baseline_seconds(weights: Path, exp_root: Path, version: str) -> float:
     import numpy as np
     import torch
 
+    from infer.lib.audio import list_segments, read_wav16k
     from infer.lib.hubert import load_hubert
-    from infer.modules.train.extract_features import list_segments, read_wav16k
 
     start = time.monotonic()
     model = load_hubert(weights, "cpu")
@@ -87,8 +87,8 @@ def bf16_deviation(weights: Path, exp_root: Path, version: str) -> float:
     import numpy as np
     import torch
 
+    from infer.lib.audio import list_segments, read_wav16k
     from infer.lib.hubert import load_hubert
-    from infer.modules.train.extract_features import list_segments, read_wav16k
 
     model = load_hubert(weights, "cpu").prepare_inference()
     worst = 0.0

@@ -9,11 +9,12 @@ import pytest
 import soundfile as sf
 import torch
 
+from infer.lib.audio import read_wav16k
 from infer.lib.cache import ArrayCache
 from infer.lib.errors import UserInputError
 from infer.lib.hubert import HubertModel, load_hubert
 from infer.lib.layout import ExperimentLayout
-from infer.modules.train.extract_features import FeatureReport, extract_features, read_wav16k
+from infer.modules.train.extract_features import FeatureReport, extract_features
 from tools.standin_writers import write_standin_hubert
 
 SEG = 59200  # 3.7 s at 16 kHz: the length preprocess gives most segments

@@ -9,7 +9,8 @@ waveform layer-normalised only when the checkpoint's `task.normalize` says so; h
 Features with NaN are not written (as the reference, which cannot train on them); unlike the reference
 they are listed in the report and logged as errors, and a stale file of that name is removed.
 
-Speed: the model is loaded once; segments of similar length run together in one forward pass
+The stage is the skeleton of `infer.modules.train.extract` with HuBERT as its compute step, run in this
+process. Speed: the model is loaded once; segments of similar length run together in one forward pass
 (`HubertModel.extract_many`: equal lengths, which preprocess makes of most segments, need no padding;
 otherwise the padding is masked everywhere, the first conv layer's GroupNorm included), so each
 segment's numbers are those of a pass on its own, to float rounding. On the CPU only equal lengths are
@@ -20,73 +21,58 @@ Results are cached by (file content, weights, version, dtype) in `cache`, so a r
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from infer.lib.audio import list_segments, read_wav16k
+from infer.lib.audio import read_wav16k
 from infer.lib.cache import ArrayCache
-from infer.lib.errors import RVCError, UserInputError
 from infer.lib.fileio import atomic_np_save, sha256_file
 from infer.lib.hubert import SAMPLE_RATE, HubertModel, load_hubert
 from infer.lib.layout import ExperimentLayout
-from infer.lib.log import get_logger, progress
+from infer.lib.log import get_logger
+from infer.modules.train.extract import Extraction, ExtractReport, check_segments, plan
 
 _log = get_logger("extract_features")
 
 # Audio seconds per forward pass (equal-length segments are stacked up to this much).
 DEFAULT_BATCH_SECONDS = {"cpu": 30.0, "cuda": 240.0}
 # The shortest segment a batch may hold, as a fraction of its longest. On the CPU padded frames cost as
-# much as real ones and HuBERT is compute-bound, so only equal lengths share a pass there (joe_1min: 13.2 s
-# with up to 25% padding, 11.7 s one segment a pass); on a GPU a little padding buys fuller batches.
+# much as real ones and HuBERT is compute-bound, so only equal lengths share a pass there; on a GPU a
+# little padding buys fuller batches.
 MIN_FILL = {"cpu": 1.0, "cuda": 0.75}
+MIN_SAMPLES = 400  # one HuBERT frame: 25 ms
+_WEIGHTS_IDS: weakref.WeakKeyDictionary[HubertModel, str] = weakref.WeakKeyDictionary()
 
 
-@dataclass(frozen=True)
-class FeatureReport:
-    """What the stage did. Seconds are wall time (model loading included in `wall_seconds`)."""
+@dataclass(frozen=True, kw_only=True)
+class FeatureReport(ExtractReport):
+    """What the stage did (model loading included in `wall_seconds`)."""
 
     version: str
-    device: str
     dtype: str
     dim: int
-    n_files: int
-    n_extracted: int
-    n_cached: int
     n_forward_passes: int = 0
     nan_files: tuple[str, ...] = field(default_factory=tuple)
-    failed: tuple[str, ...] = field(default_factory=tuple)
-    audio_seconds: float = 0.0
     load_seconds: float = 0.0
-    wall_seconds: float = 0.0
     standin_weights: bool = False
-
-    @property
-    def rtf(self) -> float:
-        """Wall seconds per second of audio."""
-        return self.wall_seconds / self.audio_seconds if self.audio_seconds else 0.0
 
     @property
     def n_written(self) -> int:
         return self.n_files - len(self.nan_files) - len(self.failed)
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["nan_files"] = list(self.nan_files)
-        d["failed"] = list(self.failed)
-        d["rtf"] = self.rtf
-        d["n_written"] = self.n_written
-        return d
+    def to_dict(self) -> dict[str, object]:
+        return {**super().to_dict(), "n_written": self.n_written}
 
 
 def _weights_id(model: HubertModel) -> str:
     """What identifies the weights in cache keys: the file's sha256 when loaded from a file, else a hash
     of the parameters. Computed once per model object."""
-    cached = getattr(model, "_rvc_weights_id", None)
-    if isinstance(cached, str):
+    cached = _WEIGHTS_IDS.get(model)
+    if cached is not None:
         return cached
     path = model.source_path
     if path is not None and Path(path).is_file():
@@ -99,7 +85,7 @@ def _weights_id(model: HubertModel) -> str:
             h.update(k.encode())
             h.update(v.detach().float().cpu().numpy().tobytes())
         ident = h.hexdigest()
-    model._rvc_weights_id = ident
+    _WEIGHTS_IDS[model] = ident
     return ident
 
 
@@ -117,6 +103,17 @@ def _batches(lengths: dict[Path, int], max_samples: int, min_fill: float = 0.75)
                 continue
         out.append([p])
     return out
+
+
+def _load(hubert: HubertModel | str | Path, device: str | torch.device | None, half: bool | None) -> HubertModel:
+    """`hubert` as it is, or loaded from its path on `device` (default: CUDA when present), fp16 on
+    CUDA unless `half` is False."""
+    if isinstance(hubert, HubertModel):
+        return hubert
+    dev = torch.device(device) if device is not None else None
+    if dev is None:
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return load_hubert(hubert, dev, half=dev.type == "cuda" if half is None else half)
 
 
 def extract_features(
@@ -137,137 +134,55 @@ def extract_features(
     """
     start = time.monotonic()
     version = exp.version
-    paths = list_segments(exp.wavs16k_dir)
-    if not paths:
-        raise UserInputError(f"no 16 kHz segments in {exp.wavs16k_dir}: run the preprocess stage first")
-    import soundfile as sf
-
-    lengths: dict[Path, int] = {}
-    for p in paths:
-        try:
-            info = sf.info(str(p))
-        except RuntimeError as e:
-            raise UserInputError(f"{p} is not a readable wav file ({e}); run the preprocess stage again") from e
-        if info.samplerate != SAMPLE_RATE:
-            raise UserInputError(f"{p} is {info.samplerate} Hz; the feature stage needs the 16 kHz segments")
-        if info.frames < 400:
-            raise UserInputError(f"{p} is shorter than 25 ms ({info.frames} samples); remove it or re-run preprocess")
-        lengths[p] = int(info.frames)
-    audio_seconds = sum(lengths.values()) / SAMPLE_RATE
-
+    segments = check_segments(exp.wavs16k_dir, "feature", MIN_SAMPLES)
     t_load = time.monotonic()
-    if isinstance(hubert, HubertModel):
-        model = hubert
-    else:
-        dev = torch.device(device) if device is not None else None
-        if dev is None:
-            dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        model = load_hubert(hubert, dev, half=dev.type == "cuda" if half is None else half)
+    model = _load(hubert, device, half)
     load_seconds = time.monotonic() - t_load
     model.prepare_inference()
     dim = model.output_dim(version)
-
     exp.feature_dir.mkdir(parents=True, exist_ok=True)
-    keys: dict[Path, str] = {}
-    if cache.enabled:
-        settings = {
-            "stage": "hubert_features",
-            "weights": _weights_id(model),
-            "version": version,
-            "dtype": str(model.dtype),
-            "normalize": model.cfg.normalize,
-        }
-        keys = {p: ArrayCache.key(p, settings) for p in paths}
-
-    n_cached = 0
-    todo: dict[Path, int] = {}
-    for p in paths:
-        hit = cache.get(keys[p], f"hubert_{version}") if cache.enabled else None
-        if hit is not None and hit.ndim == 2 and hit.shape[1] == dim:
-            atomic_np_save(exp.feature_file(p.name), hit.astype(np.float32, copy=False))
-            n_cached += 1
-        else:
-            todo[p] = lengths[p]
-    if n_cached:
-        _log.info("features %s: %d of %d segments from the cache", version, n_cached, len(paths))
-
-    kind = model.device.type
-    seconds = batch_seconds if batch_seconds is not None else DEFAULT_BATCH_SECONDS.get(kind, 30.0)
-    batches = _batches(todo, int(seconds * SAMPLE_RATE), MIN_FILL.get(kind, 1.0))
-    nan_files: list[str] = []
-    failed: list[str] = []
-    n_extracted = 0
     n_passes = 0
 
-    def run(group: list[Path]) -> list[tuple[Path, np.ndarray]]:
+    def compute(group: list[Path]) -> list[np.ndarray]:
         nonlocal n_passes
         n_passes += 1
         wavs = [torch.from_numpy(read_wav16k(p)) for p in group]
         with torch.inference_mode():
-            feats = [f.float().cpu().numpy() for f in model.extract_many(wavs, version)]
-        return list(zip(group, feats))
+            return [f.float().cpu().numpy() for f in model.extract_many(wavs, version)]
 
-    for group in progress(batches, f"features {version}", unit="batch", logger=_log):
-        try:
-            results = run(group)
-        except Exception as e:  # a bad batch must not lose the others: retry its segments one by one
-            results = []
-            if len(group) == 1:
-                _log.error("features failed for %s: %s: %s", group[0].name, type(e).__name__, e)
-                failed.append(group[0].name)
-                continue
-            _log.warning(
-                "features: a batch of %d failed (%s: %s); retrying one by one", len(group), type(e).__name__, e
-            )
-            for p in group:
-                try:
-                    results += run([p])
-                except Exception as e1:
-                    _log.error("features failed for %s: %s: %s", p.name, type(e1).__name__, e1)
-                    failed.append(p.name)
-        for p, f in results:
-            out = exp.feature_file(p.name)
-            if not np.isfinite(f).all():
-                _log.error("features of %s contain NaN/inf: not written (segment left out of training)", p.name)
-                nan_files.append(p.name)
-                out.unlink(missing_ok=True)
-                continue
-            f = np.ascontiguousarray(f, dtype=np.float32)
-            atomic_np_save(out, f)
-            if cache.enabled:
-                cache.put(keys[p], f, f"hubert_{version}")
-            n_extracted += 1
+    def write(p: Path, f: np.ndarray) -> bool:
+        out = exp.feature_file(p.name)
+        if not np.isfinite(f).all():
+            _log.error("features of %s contain NaN/inf: not written (segment left out of training)", p.name)
+            out.unlink(missing_ok=True)
+            return False
+        atomic_np_save(out, np.ascontiguousarray(f, dtype=np.float32))
+        return True
 
-    for name in failed:  # no stale file from an earlier run may stand in for a failed segment
-        exp.feature_file(name).unlink(missing_ok=True)
-    if len(failed) + len(nan_files) == len(paths):
-        raise RVCError(f"feature extraction produced nothing usable for the {len(paths)} segments in {exp.wavs16k_dir}")
+    settings = lambda: {  # noqa: E731
+        "stage": "hubert_features", "weights": _weights_id(model), "version": version,
+        "dtype": str(model.dtype), "normalize": model.cfg.normalize,
+    }  # fmt: skip
+    run = Extraction(
+        segments, f"features {version}", cache, f"hubert_{version}", settings, write,
+        outputs=lambda p: [exp.feature_file(p.name)], accept=lambda a: a.ndim == 2 and a.shape[1] == dim,
+    )  # fmt: skip
+    todo = run.take_cached()
+    kind = model.device.type
+    seconds = batch_seconds if batch_seconds is not None else DEFAULT_BATCH_SECONDS.get(kind, 30.0)
+    batches = _batches({p: segments.lengths[p] for p in todo}, int(seconds * SAMPLE_RATE), MIN_FILL.get(kind, 1.0))
+    run.run(batches, plan(len(todo), 1, on_gpu=kind == "cuda", threadable=False), compute=compute)
+    run.check_usable("feature extraction")
     report = FeatureReport(
-        version=version,
-        device=str(model.device),
-        dtype=str(model.dtype).removeprefix("torch."),
-        dim=dim,
-        n_files=len(paths),
-        n_extracted=n_extracted,
-        n_cached=n_cached,
-        n_forward_passes=n_passes,
-        nan_files=tuple(sorted(nan_files)),
-        failed=tuple(sorted(failed)),
-        audio_seconds=audio_seconds,
-        load_seconds=load_seconds,
-        wall_seconds=time.monotonic() - start,
+        version=version, device=str(model.device), dtype=str(model.dtype).removeprefix("torch."), dim=dim,
+        n_files=len(segments.lengths), n_extracted=run.n_extracted, n_cached=run.n_cached,
+        n_forward_passes=n_passes, nan_files=tuple(sorted(run.rejected)), failed=tuple(sorted(run.failed)),
+        audio_seconds=segments.audio_seconds, load_seconds=load_seconds, wall_seconds=time.monotonic() - start,
         standin_weights=model.standin is not None,
-    )
+    )  # fmt: skip
     _log.info(
         "features %s: %d segments (%d extracted, %d cached, %d NaN, %d failed), %.1f s audio in %.1f s (RTF %.3f)",
-        version,
-        report.n_files,
-        n_extracted,
-        n_cached,
-        len(nan_files),
-        len(failed),
-        audio_seconds,
-        report.wall_seconds,
-        report.rtf,
-    )
+        version, report.n_files, report.n_extracted, report.n_cached, len(report.nan_files), len(report.failed),
+        report.audio_seconds, report.wall_seconds, report.rtf,
+    )  # fmt: skip
     return report
