@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from scipy.signal import resample_poly
 
 from infer.lib.cache import ArrayCache
@@ -17,6 +15,7 @@ from infer.lib.errors import UserInputError
 from infer.lib.f0 import F0Extractor, coarse_f0, default_n_frames
 from infer.lib.layout import ExperimentLayout
 from infer.modules.train.extract_f0 import F0Report, extract_f0
+from tests.support.reference_weights import save_deterministic_weights
 
 SEG_SECONDS = (1.3, 1.0, 0.8, 1.17)
 
@@ -83,13 +82,7 @@ def test_pool_outputs_and_cache(tmp_path: Path, joe_1min: Path) -> None:
 
 
 def test_rmvpe_stage_matches_extractor(tmp_path: Path, joe_1min: Path, reference_dir: Path) -> None:
-    spec = importlib.util.spec_from_file_location("deterministic_weights", reference_dir / "deterministic_weights.py")
-    assert spec is not None and spec.loader is not None
-    dw = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(dw)
-    shapes = json.loads((reference_dir / "rvc_state_dicts.json").read_text())["RMVPE"]["state_dict"]
-    weights = tmp_path / "rmvpe.pt"
-    torch.save(dw.deterministic_state_dict(shapes), weights)
+    weights = save_deterministic_weights(reference_dir, "RMVPE", tmp_path / "rmvpe.pt")
     exp = make_exp(tmp_path / "exp", joe_1min)
     for wav in sorted(exp.wavs16k_dir.glob("*.wav"))[2:]:  # two segments are enough (CPU time)
         wav.unlink()

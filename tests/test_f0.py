@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ import torch
 from bench.f0_accuracy import make_signal, score
 from infer.lib.errors import UserInputError
 from infer.lib.f0 import F0_METHODS, F0Extractor, F0Settings, coarse_f0, default_n_frames
+from tests.support.reference_weights import save_deterministic_weights
 
 SECONDS = 1.0
 
@@ -88,13 +87,7 @@ def test_bad_settings_are_user_errors(tmp_path: Path) -> None:
 
 
 def test_rmvpe_method_reproduces_reference(reference_dir: Path, tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("deterministic_weights", reference_dir / "deterministic_weights.py")
-    assert spec is not None and spec.loader is not None
-    dw = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(dw)
-    shapes = json.loads((reference_dir / "rvc_state_dicts.json").read_text())["RMVPE"]["state_dict"]
-    path = tmp_path / "rmvpe.pt"
-    torch.save(dw.deterministic_state_dict(shapes), path)
+    path = save_deterministic_weights(reference_dir, "RMVPE", tmp_path / "rmvpe.pt")
     ex = F0Extractor("rmvpe", rmvpe_path=str(path))
     audio = np.load(reference_dir / "rmvpe" / "input_16k.npy")
     np.testing.assert_allclose(
