@@ -162,6 +162,7 @@ def build_index(
     ivf.nprobe = 1
     gpus = _faiss_gpus(faiss) if use_gpu is None or use_gpu else 0
     on_gpu = False
+    cpu_clustering = ivf.clustering_index  # none: the quantiser's own k-means
     if gpus > 0:
         try:
             # Train the coarse quantiser's k-means on the GPU, keep the index itself on the CPU.
@@ -173,7 +174,7 @@ def build_index(
     _log.info("index: training IVF%d,Flat on %d x %d vectors (%s)", n_ivf, n, dim, "GPU" if on_gpu else "CPU")
     index.train(vectors)
     if on_gpu:
-        ivf.clustering_index = None
+        ivf.clustering_index = cpu_clustering
     for i in range(0, n, ADD_BATCH):
         index.add(vectors[i : i + ADD_BATCH])
     info = {
