@@ -46,11 +46,9 @@ REFERENCE_S = {"wall_s": 7.90, "cpu_s": 15.50}
 
 
 def source_audio(seconds: float) -> np.ndarray:
-    import soundfile as sf
-    import soxr
+    from infer.lib.audio import load_audio
 
-    x, sr = sf.read(str(SHARED / "data" / "joe_1min" / "joe_000.wav"), dtype="float32")
-    x = soxr.resample(x, sr, SR16, quality="HQ")
+    x = load_audio(SHARED / "data" / "joe_1min" / "joe_000.wav", SR16)
     need = int(seconds * SR16)
     if len(x) < need:
         raise SystemExit(f"joe_000.wav has only {len(x) / SR16:.1f} s")

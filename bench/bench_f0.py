@@ -35,14 +35,15 @@ SHARED = Path(os.environ.get("RVC_SHARED_DIR", Path(__file__).resolve().parents[
 
 def make_segments(src_dir: Path, dst_dir: Path, seconds: float = 3.7) -> float:
     """Every wav of `src_dir` -> 16 kHz mono segments of `seconds` in `dst_dir`; returns total seconds."""
-    import librosa
     import soundfile as sf
+
+    from infer.lib.audio import load_audio
 
     dst_dir.mkdir(parents=True, exist_ok=True)
     total = 0.0
     n = int(seconds * 16000)
     for i, wav in enumerate(sorted(src_dir.glob("*.wav"))):
-        audio, _ = librosa.load(str(wav), sr=16000, mono=True)
+        audio = load_audio(wav, 16000)
         for j in range(0, len(audio), n):
             seg = audio[j : j + n]
             if len(seg) < 1600:

@@ -45,13 +45,12 @@ def make_segments(src_dir: Path, exp_root: Path, version: str) -> tuple[str, flo
         preprocess(files, exp, 40000)
     except Exception as e:  # the bench still runs when the preprocess stage is unavailable
         how = f"plain 3.7 s cut (preprocess failed: {type(e).__name__}: {e})"
-        from scipy.signal import resample_poly
+        from infer.lib.audio import load_audio
 
         exp.wavs16k_dir.mkdir(parents=True, exist_ok=True)
         n = 59200
         for i, wav in enumerate(files):
-            audio, sr = sf.read(str(wav), dtype="float32")
-            audio = resample_poly(audio, 16000, sr).astype("float32")
+            audio = load_audio(wav, 16000)
             for j in range(0, len(audio), n - 4800):
                 if len(audio[j : j + n]) >= 1600:
                     sf.write(str(exp.wavs16k_dir / f"{i}_{j}.wav"), audio[j : j + n], 16000, subtype="FLOAT")

@@ -160,16 +160,18 @@ def serve_directory(root: Path) -> Iterator[str]:
 
 
 def audio_files(folder: Path) -> list[Path]:
-    """The audio files of a data folder, sorted (hidden files skipped)."""
-    exts = {".wav", ".flac", ".mp3", ".ogg", ".m4a"}
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in exts and not p.name.startswith("."))
+    """The audio files of a data folder (`infer.lib.audio.AUDIO_EXTENSIONS`), sorted (hidden files skipped)."""
+    from infer.lib.audio import AUDIO_EXTENSIONS
+
+    files = Path(folder).iterdir()
+    return sorted(p for p in files if p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith("."))
 
 
 def audio_seconds(files: Sequence[Path]) -> float:
-    """Total duration of `files` (seconds), read from their headers."""
-    import soundfile as sf
+    """Total duration of `files` (seconds), read from their headers (`infer.lib.audio.probe`)."""
+    from infer.lib.audio import probe
 
-    return float(sum(sf.info(str(f)).duration for f in files))
+    return float(sum(probe(f).duration_s for f in files))
 
 
 class Stopwatch:

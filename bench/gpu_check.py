@@ -423,9 +423,10 @@ def gpu_part(work: Path, quick: bool, audio_dir: Path | None = None) -> tuple[li
         return rel_h < HUBERT_FP16_MAX_REL_ERR, figs
 
     def predictor_two_jobs() -> tuple[bool | None, dict[str, Any]]:
+        from infer.lib.audio import AUDIO_EXTENSIONS
         from tools.make_standin_weights import main as make_standins
 
-        speech = sorted(p for p in (audio_dir.glob("*") if audio_dir else []) if p.suffix.lower() in (".wav", ".flac"))
+        speech = sorted(p for p in (audio_dir.glob("*") if audio_dir else []) if p.suffix.lower() in AUDIO_EXTENSIONS)
         if not speech:
             return None, {"skipped": "no speech for the jobs' data check: pass --audio DIR (30 s or more of one voice)"}
         wd = work / "weights"

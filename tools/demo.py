@@ -33,12 +33,14 @@ def shout(*lines: str) -> None:
 
 def sample_audio(audio_dir: Path | None, out: Path) -> tuple[list[Path], str]:
     """The demo's recordings: a folder of audio files, or generated ones. Returns (files, description)."""
+    from infer.lib.audio import AUDIO_EXTENSIONS
+
     candidates = [audio_dir] if audio_dir else []
     shared = Path(os.environ.get("RVC_SHARED_DIR", REPO_ROOT.parent / "shared"))
     candidates.append(shared / "data" / "joe_1min")
     for d in candidates:
         if d and d.is_dir():
-            files = sorted(p for p in d.iterdir() if p.suffix.lower() in (".wav", ".mp3", ".flac", ".ogg", ".m4a"))
+            files = sorted(p for p in d.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
             if files:
                 return files, f"the sample voice in {d}"
     return generate_voice_like_audio(out / "generated-audio"), "GENERATED audio (no sample voice found)"

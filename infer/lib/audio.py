@@ -410,7 +410,7 @@ def average_channels(audio: np.ndarray, axis: int = 1) -> np.ndarray:
     """float32 [n, channels] (channels on `axis`) -> [n]: the channels' mean, the reference's mix for
     segments and training wavs (one channel is returned as it is)."""
     if audio.shape[axis] == 1:
-        return audio[:, 0] if axis == 1 else audio[0]
+        return np.ascontiguousarray(audio[:, 0] if axis == 1 else audio[0])
     return audio.mean(axis=axis, dtype=np.float32)
 
 

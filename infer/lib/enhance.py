@@ -222,15 +222,12 @@ class AudioEnhancer:
 
     def enhance(self, audio: np.ndarray, sr: int) -> np.ndarray:
         """Enhance mono `audio` [T] at `sr` Hz: resampled to 48 kHz for the model and back; float32 [T]."""
-        import librosa
+        from infer.lib.audio import resample
 
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         if audio.size == 0:
             return audio
-        x = audio if sr == MODEL_SR else librosa.resample(audio, orig_sr=sr, target_sr=MODEL_SR)
-        y = self.enhance_48k(x)
-        if sr != MODEL_SR:
-            y = librosa.resample(y, orig_sr=MODEL_SR, target_sr=sr)
+        y = resample(self.enhance_48k(resample(audio, sr, MODEL_SR)), MODEL_SR, sr)  # as `librosa.resample`
         y = y[: audio.shape[0]]
         if y.shape[0] < audio.shape[0]:
             y = np.pad(y, (0, audio.shape[0] - y.shape[0]))

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from infer.lib.audio import average_channels
 from infer.lib.config import RVCConfig
 from infer.lib.errors import UserInputError
 from infer.lib.log import get_logger
@@ -103,7 +104,7 @@ def load_sample(entry: FilelistEntry, cfg: RVCConfig) -> Sample:
     if sr != cfg.sr:
         raise UserInputError(f"{entry.gt_wav} is at {sr} Hz but the model trains at {cfg.sr} Hz: preprocess again")
     if audio.ndim > 1:
-        audio = audio.mean(axis=1)
+        audio = average_channels(audio)
     hop = cfg.data.hop_length
     phone = np.load(entry.feature, allow_pickle=False).astype(np.float32, copy=False)
     phone = np.repeat(phone, 2, axis=0)[:MAX_FRAMES]

@@ -31,7 +31,7 @@ FAR_BELOW = 0.15
 
 
 def to_16k(audio: np.ndarray, sr: int) -> np.ndarray:
-    from infer.modules.train.preprocess import resample
+    from infer.lib.audio import resample
 
     return resample(np.asarray(audio, dtype=np.float32), sr, SR)
 

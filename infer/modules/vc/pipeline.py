@@ -51,6 +51,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from infer.lib.audio import resample
 from infer.lib.errors import UserInputError
 
 HUBERT_SR = 16000  # content features and pitch work at 16 kHz
@@ -487,9 +488,7 @@ class Pipeline:
         out = mix_rms(x, out, self.sample_rate, params.rms_mix_rate, span=span)
         rate = self.output_rate(params)
         if rate != self.sample_rate:
-            import soxr
-
-            out = soxr.resample(out, self.sample_rate, rate, quality="HQ").astype(np.float32)
+            out = resample(out, self.sample_rate, rate, fix_length=False)
         stats.seconds_total = time.perf_counter() - t_start
         return limit_peak(out), rate, stats
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from infer.lib.audio import average_channels, resample
 from infer.lib.config import CONTENT_DIMS
 from infer.lib.errors import UserInputError
 from infer.lib.fileio import atomic_path, sha256_file
@@ -476,16 +477,14 @@ def _to_mono_16k(audio: np.ndarray, sr: int) -> np.ndarray:
     if x.dtype.kind == "i":
         x = x.astype(np.float32) / float(np.iinfo(x.dtype).max + 1)
     x = x.astype(np.float32, copy=False)
-    if x.ndim == 2:
-        x = x.mean(axis=1) if x.shape[1] <= 8 else x.mean(axis=0)
+    if x.ndim == 2:  # [T, C], or [C, T] when the second axis is too long for channels
+        x = average_channels(x, axis=1 if x.shape[1] <= 8 else 0)
     if x.ndim != 1:
         raise UserInputError(f"expected audio shaped [samples] or [samples, channels], got {x.shape}")
     if not isinstance(sr, int | np.integer) or sr < 1000:
         raise UserInputError(f"sample rate must be an integer number of Hz, got {sr!r}")
-    if sr != HUBERT_SR and len(x):
-        import soxr
-
-        x = soxr.resample(x, int(sr), HUBERT_SR, quality="HQ").astype(np.float32)
+    if len(x):
+        x = resample(x, int(sr), HUBERT_SR, fix_length=False)
     return x
 
 
