@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 import weakref
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -150,21 +151,12 @@ def extract_features(
         with torch.inference_mode():
             return [f.float().cpu().numpy() for f in model.extract_many(wavs, version)]
 
-    def write(p: Path, f: np.ndarray) -> bool:
-        out = exp.feature_file(p.name)
-        if not np.isfinite(f).all():
-            _log.error("features of %s contain NaN/inf: not written (segment left out of training)", p.name)
-            out.unlink(missing_ok=True)
-            return False
-        atomic_np_save(out, np.ascontiguousarray(f, dtype=np.float32))
-        return True
-
     settings = lambda: {  # noqa: E731
         "stage": "hubert_features", "weights": _weights_id(model), "version": version,
         "dtype": str(model.dtype), "normalize": model.cfg.normalize,
     }  # fmt: skip
     run = Extraction(
-        segments, f"features {version}", cache, f"hubert_{version}", settings, write,
+        segments, f"features {version}", cache, f"hubert_{version}", settings, partial(_write, exp),
         outputs=lambda p: [exp.feature_file(p.name)], accept=lambda a: a.ndim == 2 and a.shape[1] == dim,
     )  # fmt: skip
     todo = run.take_cached()
@@ -186,3 +178,15 @@ def extract_features(
         report.audio_seconds, report.wall_seconds, report.rtf,
     )  # fmt: skip
     return report
+
+
+def _write(exp: ExperimentLayout, p: Path, f: np.ndarray) -> bool:
+    """Write the features of segment `p`; features with NaN/inf are not written (and an earlier file of
+    that name is removed): False."""
+    out = exp.feature_file(p.name)
+    if not np.isfinite(f).all():
+        _log.error("features of %s contain NaN/inf: not written (segment left out of training)", p.name)
+        out.unlink(missing_ok=True)
+        return False
+    atomic_np_save(out, np.ascontiguousarray(f, dtype=np.float32))
+    return True

@@ -481,56 +481,56 @@ def _check_result(report: PreprocessReport, min_speech_s: float) -> None:
 def _summarise(
     reports: list[FileReport], sr: int, per: float, enhanced: bool, trimmed: bool, warn_speech_s: float
 ) -> PreprocessReport:
-    rates = dict(Counter(str(r.source_sample_rate) for r in reports))
-    clipped = [r.name for r in reports if r.clipped_fraction > 0.001]
-    silent = [r.name for r in reports if r.silent]
-    kept_s = round(sum(r.kept_s for r in reports), 3)
     with_speech = [r.speech_kept_s for r in reports if r.speech_kept_s is not None]
-    speech_s = round(sum(with_speech), 3) if with_speech else None
-    warnings = []
-    usable = kept_s if speech_s is None else speech_s
-    if usable < warn_speech_s:
-        warnings.append(
-            f"only {usable / 60:.1f} minutes of {'usable audio' if speech_s is None else 'speech'}: expect a weaker "
-            f"voice (about {warn_speech_s / 60:.0f} minutes or more of clean speech is recommended)"
-        )
-    if clipped:
-        warnings.append(f"{len(clipped)} file(s) are clipped (distorted peaks): {', '.join(clipped[:5])}")
-    if silent:
-        warnings.append(f"{len(silent)} file(s) are silent or nearly so: {', '.join(silent[:5])}")
-    low = [r.name for r in reports if 0 < r.source_sample_rate < min(sr, 32000)]
-    if low:
-        warnings.append(
-            f"{len(low)} file(s) have a low sample rate (below {min(sr, 32000)} Hz), so the voice will sound dull: "
-            + ", ".join(low[:5])
-        )
-    dropped = sum(r.segments_dropped for r in reports)
-    if dropped:
-        warnings.append(f"{dropped} segment(s) were dropped because their peak exceeds {MAX_PEAK}")
-    no_speech = sum(r.segments_no_speech for r in reports)
-    if no_speech:
-        warnings.append(
-            f"{no_speech} segment(s) were dropped because under {MIN_SEGMENT_SPEECH:.0%} of them is speech: "
-            + ", ".join(f"{r.name} ({r.segments_no_speech})" for r in reports if r.segments_no_speech)
-        )
-    return PreprocessReport(
+    report = PreprocessReport(
         sample_rate=sr,
         segment_s=per,
         n_files=len(reports),
         total_duration_s=round(sum(r.duration_s for r in reports), 3),
-        kept_s=kept_s,
+        kept_s=round(sum(r.kept_s for r in reports), 3),
         segments_kept=sum(r.segments_kept for r in reports),
-        segments_dropped=dropped,
-        speech_s=speech_s,
-        segments_no_speech=no_speech,
-        sample_rates=rates,
-        clipped_files=clipped,
-        silent_files=silent,
+        segments_dropped=sum(r.segments_dropped for r in reports),
+        speech_s=round(sum(with_speech), 3) if with_speech else None,
+        segments_no_speech=sum(r.segments_no_speech for r in reports),
+        sample_rates=dict(Counter(str(r.source_sample_rate) for r in reports)),
+        clipped_files=[r.name for r in reports if r.clipped_fraction > 0.001],
+        silent_files=[r.name for r in reports if r.silent],
         enhanced=enhanced,
         trimmed=trimmed,
         files=reports,
-        warnings=warnings,
     )
+    return dataclasses.replace(report, warnings=_warnings(report, warn_speech_s))
+
+
+def _warnings(r: PreprocessReport, warn_speech_s: float) -> list[str]:
+    """What the user should know about the dataset `r` (too little speech, clipping, silence, ...)."""
+    warnings = []
+    usable = r.kept_s if r.speech_s is None else r.speech_s
+    if usable < warn_speech_s:
+        warnings.append(
+            f"only {usable / 60:.1f} minutes of {'usable audio' if r.speech_s is None else 'speech'}: expect a weaker "
+            f"voice (about {warn_speech_s / 60:.0f} minutes or more of clean speech is recommended)"
+        )
+    if r.clipped_files:
+        warnings.append(
+            f"{len(r.clipped_files)} file(s) are clipped (distorted peaks): {', '.join(r.clipped_files[:5])}"
+        )
+    if r.silent_files:
+        warnings.append(f"{len(r.silent_files)} file(s) are silent or nearly so: {', '.join(r.silent_files[:5])}")
+    low = [f.name for f in r.files if 0 < f.source_sample_rate < min(r.sample_rate, 32000)]
+    if low:
+        warnings.append(
+            f"{len(low)} file(s) have a low sample rate (below {min(r.sample_rate, 32000)} Hz), so the voice will "
+            "sound dull: " + ", ".join(low[:5])
+        )
+    if r.segments_dropped:
+        warnings.append(f"{r.segments_dropped} segment(s) were dropped because their peak exceeds {MAX_PEAK}")
+    if r.segments_no_speech:
+        warnings.append(
+            f"{r.segments_no_speech} segment(s) were dropped because under {MIN_SEGMENT_SPEECH:.0%} of them is "
+            "speech: " + ", ".join(f"{f.name} ({f.segments_no_speech})" for f in r.files if f.segments_no_speech)
+        )
+    return warnings
 
 
 def _log_report(r: PreprocessReport) -> None:
