@@ -10,11 +10,13 @@ import soundfile as sf
 from infer.lib.audio import (
     AudioDecodeError,
     convert_to_wav,
+    decode_blocks,
     describe_bad_file,
     load_audio,
     probe,
     probe_all,
     resample,
+    to_mono,
 )
 from infer.lib.errors import UserInputError
 from tests.support.media import make_media
@@ -144,3 +146,21 @@ def test_probe_all_in_parallel_keeps_file_order_and_lists_every_bad_file(tmp_pat
     with pytest.raises(UserInputError, match="2 of 12") as e:
         probe_all([*files[:5], bad1, *files[5:], bad2], threads=8)
     assert "bad1.wav" in str(e.value) and "bad2.mp3" in str(e.value)
+
+
+@pytest.mark.parametrize("ext", ["flac", "mp3"])
+def test_decode_blocks_stream_the_whole_file_resample(media, tmp_path, ext):
+    """Blocks of any size give, concatenated, `resample(to_mono(samples), rate, sr)` over the whole file;
+    mp3 (not a libsndfile format here) goes through a float WAV that is removed afterwards."""
+    src = media[ext]
+    if ext == "flac":
+        whole, rate = sf.read(str(src), dtype="float32", always_2d=True)
+        mono = to_mono(whole)
+    else:
+        convert_to_wav(src, tmp_path / "ref.wav")
+        mono, rate = sf.read(str(tmp_path / "ref.wav"), dtype="float32")
+    for sr, block_s in ((40000, 0.13), (16000, 1e6), (rate, 0.5)):
+        blocks = list(decode_blocks(src, sr, block_s, tmp_path))
+        np.testing.assert_array_equal(np.concatenate([x for x, _ in blocks]), mono)
+        np.testing.assert_array_equal(np.concatenate([y for _, y in blocks]), resample(mono, rate, sr))
+    assert not (tmp_path / "source.wav").exists()
