@@ -14,9 +14,8 @@ stderr captured, so a failure carries ffmpeg's own reason:
 
 Samples: `to_mono` (ffmpeg's `-ac 1` mix), `average_channels` (the reference's `readwave` mix),
 `resample` (soxr HQ; with `fix_length`, exactly `librosa.resample`); `SampleFile` holds samples on
-disk. `AUDIO_EXTENSIONS`: what counts as
-audio in folders and zips. The extraction stages read the 16 kHz segments preprocessing wrote with
-`list_segments(folder)` and `read_wav16k(path)`.
+disk. `AUDIO_EXTENSIONS`: what counts as audio in folders and zips. The extraction stages read the
+16 kHz segments preprocessing wrote with `list_segments(folder)` and `read_wav16k(path)`.
 
 Uncompressed and FLAC files (WAV/AIFF/FLAC with PCM or float samples, mono or stereo: every file the
 WavDownloader writes) take a fast path instead: libsndfile reads the header and the samples in this
@@ -469,18 +468,13 @@ def decode_blocks(
                 x = to_mono(f.read(block, dtype="float32", always_2d=True))
                 last = x.shape[0] < block
                 n_source += x.shape[0]
-                if rs is None:
-                    yield x, x
-                else:
+                y = x
+                if rs is not None:  # the last samples wait until the total length is known
                     held = np.concatenate([held, rs.resample_chunk(x, last=last)])
-                    if last:
-                        n = resampled_length(n_source, rate, sr)
-                        rest = held[: n - n_out]
-                        yield x, np.pad(rest, (0, n - n_out - rest.shape[0]))
-                    else:
-                        out, held = held[: max(0, len(held) - _HOLD)], held[max(0, len(held) - _HOLD) :]
-                        n_out += out.shape[0]
-                        yield x, out
+                    cut = max(0, resampled_length(n_source, rate, sr) - n_out if last else len(held) - _HOLD)
+                    y, held = np.pad(held[:cut], (0, max(0, cut - len(held)))), held[cut:]
+                    n_out += cut
+                yield x, y
                 if last:
                     return
     finally:
