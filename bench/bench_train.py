@@ -33,7 +33,8 @@ def main() -> None:
     from infer.lib.config import load_config
     from infer.lib.layout import ExperimentLayout
     from infer.modules.train.data import Batch
-    from infer.modules.train.train import TrainSettings, _Trainer
+    from infer.modules.train.loop import _Trainer
+    from infer.modules.train.train import TrainSettings
 
     cfg = load_config(a.version, a.sample_rate)
     with tempfile.TemporaryDirectory() as tmp:

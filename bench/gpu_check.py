@@ -82,9 +82,9 @@ def _run(rows: list[Row], part: str, check: str, fn: Callable[[], tuple[bool | N
 def _oom_after_unscale(at_call: int, exc: BaseException) -> Iterator[None]:
     """Raise `exc` at the `at_call`-th gradient-norm check of the trainer (right after a
     `scaler.unscale_()`: calls 1, 2 are step 1's discriminator and generator, 3 step 2's discriminator)."""
-    import infer.modules.train.train as train_mod
+    import infer.modules.train.step as step_mod
 
-    real = train_mod._finite_grad_norm
+    real = step_mod._finite_grad_norm
     calls = [0]
 
     def norm(params: list[Any]) -> float:
@@ -93,24 +93,24 @@ def _oom_after_unscale(at_call: int, exc: BaseException) -> Iterator[None]:
             raise exc
         return real(params)
 
-    train_mod._finite_grad_norm = norm
+    step_mod._finite_grad_norm = norm
     try:
         yield
     finally:
-        train_mod._finite_grad_norm = real
+        step_mod._finite_grad_norm = real
 
 
 @contextlib.contextmanager
 def _forced_precision(dtype: Any, scaler: bool) -> Iterator[None]:
-    import infer.modules.train.train as train_mod
+    import infer.modules.train.loop as loop_mod
     from infer.lib.device import Precision
 
-    real = train_mod.training_precision
-    train_mod.training_precision = lambda dev, *a, **k: Precision(dev, dtype, scaler)
+    real = loop_mod.training_precision
+    loop_mod.training_precision = lambda dev, *a, **k: Precision(dev, dtype, scaler)
     try:
         yield
     finally:
-        train_mod.training_precision = real
+        loop_mod.training_precision = real
 
 
 # --------------------------------------------------------------------------------------------------
@@ -126,7 +126,8 @@ def cpu_part(work: Path) -> list[Row]:
     from bench.gpu_fixtures import tiny_experiment, tiny_settings
     from infer.lib.config import load_config
     from infer.lib.device import Precision, is_out_of_memory, preprocess_segment_seconds, training_precision
-    from infer.modules.train.train import _Trainer, auto_batch_size
+    from infer.modules.train.batch_size import auto_batch_size
+    from infer.modules.train.loop import _Trainer
 
     rows: list[Row] = []
     exp = tiny_experiment(work / "emulated", n=2, seconds=1.0)
@@ -242,7 +243,9 @@ def gpu_part(work: Path, quick: bool, audio_dir: Path | None = None) -> tuple[li
 
     from bench.gpu_fixtures import tiny_experiment, tiny_settings
     from infer.lib import device as devlib
-    from infer.modules.train.train import AUTO_BATCH, _Trainer, train
+    from infer.modules.train.batch_size import AUTO_BATCH
+    from infer.modules.train.loop import _Trainer
+    from infer.modules.train.train import train
 
     rows: list[Row] = []
     dev = torch.device("cuda", 0)

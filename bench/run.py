@@ -219,7 +219,8 @@ def _stage_features(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _clear_training(exp: Any) -> None:
-    from infer.modules.train.train import REPORT_FILE, state_path
+    from infer.modules.train.state import state_path
+    from infer.modules.train.train import REPORT_FILE
 
     for p in [*exp.checkpoint_dir.glob("G_*.pth"), *exp.checkpoint_dir.glob("D_*.pth")]:
         p.unlink(missing_ok=True)  # the checkpoint folder is the experiment root (reference layout)
@@ -261,7 +262,8 @@ def _train_steps(tm: Any, n_steps: int, spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from infer.lib.fileio import atomic_write_text
-    from infer.modules.train.train import REPORT_FILE, TrainSettings, _Trainer
+    from infer.modules.train.loop import _Trainer
+    from infer.modules.train.train import REPORT_FILE, TrainSettings
 
     s = TrainSettings(
         exp_root=str(tm.exp.root),

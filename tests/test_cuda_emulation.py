@@ -26,7 +26,7 @@ from infer.lib.errors import UserInputError
 def test_trainer_gets_past_device_selection(tmp_path: Path, requested: str | None, index: int) -> None:
     # The Predictor's default (None) and "cuda" gave torch.device("cuda") without an index, which
     # torch.cuda.set_device refuses (ValueError) after minutes of preprocessing.
-    from infer.modules.train.train import _Trainer
+    from infer.modules.train.loop import _Trainer
 
     exp = tiny_experiment(tmp_path / "exp", n=2)
     with emulated_cuda(n_devices=2, capability=(8, 6)) as fake:
@@ -142,18 +142,18 @@ def test_out_of_memory_classification(exc: BaseException, oom: bool) -> None:
 def _scaled(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype) -> None:
     """Train with a GradScaler under CPU autocast in `dtype`, the code path of a GPU without native bf16
     (bf16 runs the same scaler code at the CPU's bf16 speed; fp16 is emulated and slow on CPUs)."""
-    import infer.modules.train.train as train_mod
+    import infer.modules.train.loop as loop_mod
     from infer.lib.device import Precision
 
-    monkeypatch.setattr(train_mod, "training_precision", lambda dev, *a, **k: Precision(dev, dtype, True))
+    monkeypatch.setattr(loop_mod, "training_precision", lambda dev, *a, **k: Precision(dev, dtype, True))
 
 
 def _oom_after_unscale(monkeypatch: pytest.MonkeyPatch, at_call: int, exc: BaseException) -> None:
     """Raise `exc` at the `at_call`-th gradient-norm check, i.e. right after a `scaler.unscale_()`
     (calls 1, 2 are step 1's discriminator and generator, 3 is step 2's discriminator)."""
-    import infer.modules.train.train as train_mod
+    import infer.modules.train.step as step_mod
 
-    real = train_mod._finite_grad_norm
+    real = step_mod._finite_grad_norm
     calls = [0]
 
     def norm(params: list[torch.nn.Parameter]) -> float:
@@ -162,7 +162,7 @@ def _oom_after_unscale(monkeypatch: pytest.MonkeyPatch, at_call: int, exc: BaseE
             raise exc
         return real(params)
 
-    monkeypatch.setattr(train_mod, "_finite_grad_norm", norm)
+    monkeypatch.setattr(step_mod, "_finite_grad_norm", norm)
 
 
 def _steps_per_epoch(exp: Any, bs: int) -> int:
@@ -191,7 +191,7 @@ def test_scaler_warm_up_is_not_counted_as_skipped_steps(tmp_path: Path, monkeypa
     # The GradScaler starts high on purpose and lowers its scale on overflow: its normal warm-up, not
     # the non-finite losses the model card reports as skipped steps.
     from infer.modules.train.data import collate
-    from infer.modules.train.train import _Trainer
+    from infer.modules.train.loop import _Trainer
 
     exp = tiny_experiment(tmp_path / "exp", n=2, seconds=1.0)
     _scaled(monkeypatch, torch.float16)
@@ -212,7 +212,7 @@ def _auto_batch_rank(rank: int, port: int, free_gib: list[float], out: Any) -> N
 
     from infer.lib.config import load_config
     from infer.lib.device import Precision
-    from infer.modules.train.train import choose_batch_size
+    from infer.modules.train.batch_size import choose_batch_size
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
@@ -234,7 +234,7 @@ def test_auto_batch_is_the_minimum_across_two_gloo_ranks() -> None:
 
     from infer.lib.config import load_config
     from infer.lib.device import Precision
-    from infer.modules.train.train import auto_batch_size
+    from infer.modules.train.batch_size import auto_batch_size
 
     free = [21.0, 22.5]
     cfg = load_config("v2", "40k")
@@ -259,7 +259,7 @@ def test_auto_batch_is_the_minimum_across_two_gloo_ranks() -> None:
 def test_auto_batch_constants_live_in_one_place() -> None:
     from bench.gpu_fixtures import tiny_config
     from infer.lib.device import Precision
-    from infer.modules.train.train import AUTO_BATCH, auto_batch_size
+    from infer.modules.train.batch_size import AUTO_BATCH, auto_batch_size
 
     cfg = tiny_config()
     dev = torch.device("cuda", 0)
@@ -330,7 +330,7 @@ def test_each_ddp_job_uses_the_free_port_it_was_given(tmp_path: Path, monkeypatc
     import threading
 
     import infer.lib.jobguard as jobguard
-    import infer.modules.train.train as train_mod
+    import infer.modules.train.launch as launch_mod
 
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
@@ -338,13 +338,13 @@ def test_each_ddp_job_uses_the_free_port_it_was_given(tmp_path: Path, monkeypatc
     monkeypatch.setenv("MASTER_PORT", str(busy.getsockname()[1]))  # left by an earlier job or the caller
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     got: dict[str, str] = {}
-    monkeypatch.setattr(train_mod, "run_worker", lambda *a, **k: got.update(port=os.environ["MASTER_PORT"]))
+    monkeypatch.setattr(launch_mod, "run_worker", lambda *a, **k: got.update(port=os.environ["MASTER_PORT"]))
     monkeypatch.setattr(jobguard, "die_with_parent", lambda *a, **k: True)  # not on the test process
     exp = tiny_experiment(tmp_path / "exp", n=2)
-    port = train_mod._free_port()
+    port = launch_mod._free_port()
     threads, handler = torch.get_num_threads(), signal.getsignal(signal.SIGTERM)
     try:
-        train_mod._worker(0, 2, tiny_settings(exp, device="cpu"), threading.Event(), port, None)
+        launch_mod._worker(0, 2, tiny_settings(exp, device="cpu"), threading.Event(), port, None, None)
     finally:
         torch.set_num_threads(threads)
         signal.signal(signal.SIGTERM, handler)
@@ -355,7 +355,7 @@ def test_each_ddp_job_uses_the_free_port_it_was_given(tmp_path: Path, monkeypatc
 def test_process_group_starts_after_set_device_with_device_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch.distributed as dist
 
-    import infer.modules.train.train as train_mod
+    import infer.modules.train.launch as launch_mod
 
     exp = tiny_experiment(tmp_path / "exp", n=2)
     seen: dict[str, Any] = {}
@@ -369,6 +369,6 @@ def test_process_group_starts_after_set_device_with_device_id(tmp_path: Path, mo
 
     monkeypatch.setattr(dist, "init_process_group", fake_init)
     with emulated_cuda(n_devices=2) as fake, pytest.raises(Stop):
-        train_mod.run_worker(1, 2, 1, tiny_settings(exp, device="cuda"))
+        launch_mod.run_worker(1, 2, 1, tiny_settings(exp, device="cuda"))
     assert seen["backend"] == "nccl" and seen["set_before"] == [1]
     assert seen["device_id"] == torch.device("cuda", 1)

@@ -226,7 +226,7 @@ def test_sigterm_during_training_reaches_both_the_trainer_and_the_job() -> None:
     import threading
 
     from infer.lib.jobguard import sigterm_stops
-    from infer.modules.train.train import sigterm_sets
+    from infer.modules.train.launch import sigterm_sets
 
     job_cancel, train_cancel = threading.Event(), threading.Event()
     before = signal.getsignal(signal.SIGTERM)

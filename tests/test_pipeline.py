@@ -15,7 +15,8 @@ import torch
 from infer.lib.errors import UserInputError
 from infer.lib.layout import ExperimentLayout
 from infer.modules.train.data import BucketBatchSampler, split_holdout
-from infer.modules.train.train import TrainSettings, state_path, train
+from infer.modules.train.state import state_path
+from infer.modules.train.train import TrainSettings, train
 from tests.support.training import TINY_D_PERIODS, copy_experiment, tiny_modules, tiny_train_config
 
 _RUN: dict[str, Any] = {}

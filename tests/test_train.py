@@ -11,9 +11,10 @@ import torch
 
 from infer.lib.errors import UserInputError
 from infer.lib.layout import ExperimentLayout
+from infer.modules.train.batch_size import auto_batch_size
 from infer.modules.train.data import BucketBatchSampler, Sample, collate, load_sample, split_holdout
 from infer.modules.train.filelist import FilelistEntry
-from infer.modules.train.train import TrainSettings, auto_batch_size
+from infer.modules.train.train import TrainSettings
 from tests.support.training import tiny_train_config
 
 # ------------------------------------------------------------------------------------------ data
@@ -143,7 +144,7 @@ def test_warm_start_from_pretrained_files(tmp_path: Path) -> None:
     import json as _json
 
     from infer.lib.config import load_config
-    from infer.modules.train.train import _Trainer
+    from infer.modules.train.loop import _Trainer
     from tools.standin_writers import write_standin_pretrained
 
     cfg = load_config("v2", "40k")
@@ -164,8 +165,10 @@ def test_warm_start_from_pretrained_files(tmp_path: Path) -> None:
         tr.setup_models()
 
 
-def test_features_of_the_wrong_width_are_refused_before_training(tmp_path: Path) -> None:
-    """Features from a tiny HuBERT (32-dim) must not reach a v2 (768-dim) network."""
+@pytest.mark.parametrize("world", [1, pytest.param(2, marks=pytest.mark.slow)])
+def test_features_of_the_wrong_width_are_refused_before_training(tmp_path: Path, world: int) -> None:
+    """Features from a tiny HuBERT (32-dim) must not reach a v2 (768-dim) network. With 2 spawned DDP
+    processes the workers' `UserInputError` reaches the caller as it is (type and whole message)."""
     import json
 
     from infer.modules.train.train import train
@@ -186,7 +189,7 @@ def test_features_of_the_wrong_width_are_refused_before_training(tmp_path: Path)
     exp.filelist_path.write_text("\n".join(lines) + "\n")
     settings = TrainSettings(
         exp_root=str(exp.root), version="v2", sample_rate="40k", use_f0=True, name="x", epochs=1,
-        from_scratch=True, batch_size=2, device="cpu", world_size=1, num_workers=0,
+        from_scratch=True, batch_size=2, device="cpu", world_size=world, num_workers=0,
     )  # fmt: skip
     with pytest.raises(UserInputError, match="32-dim content features but a v2 model takes 768-dim"):
         train(settings)
@@ -200,7 +203,7 @@ def test_generator_losses_with_a_frozen_judge_equal_the_reference_formulation(tm
     import json
 
     from infer.lib.losses import feature_loss, generator_loss
-    from infer.modules.train.train import _Trainer
+    from infer.modules.train.loop import _Trainer
 
     cfg = tiny_train_config()
     exp = ExperimentLayout(tmp_path / "exp", "v2")
@@ -208,7 +211,7 @@ def test_generator_losses_with_a_frozen_judge_equal_the_reference_formulation(tm
     exp.config_path.write_text(json.dumps(cfg.to_dict()))
     settings = TrainSettings(
         exp_root=str(exp.root), version="v2", sample_rate="40k", use_f0=True, name="x", epochs=1,
-        from_scratch=True, batch_size=2, device="cpu", world_size=1, num_workers=0,
+        from_scratch=True, batch_size=2, device="cpu", world_size=world, num_workers=0,
     )  # fmt: skip
     tr = _Trainer(settings, 0, 1, 0, None)
     tr.setup_models()

@@ -13,7 +13,7 @@ ones are read from disk by DataLoader workers each epoch, so memory stays bounde
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,7 +54,8 @@ class Sample:
         def mv(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device)
 
-        return Sample(mv(self.spec), mv(self.wave), mv(self.phone), mv(self.pitch), mv(self.pitchf), self.sid)
+        spec, wave, phone = self.spec.to(device), self.wave.to(device), self.phone.to(device)
+        return Sample(spec, wave, phone, mv(self.pitch), mv(self.pitchf), self.sid)
 
 
 @dataclass
@@ -71,16 +72,31 @@ class Batch:
     wave_lengths: torch.Tensor
     sid: torch.Tensor
 
-    def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
-        def mv(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(device, non_blocking=non_blocking)
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
+        """The batch with `fn` applied to each of its tensors (in field order)."""
 
-        return Batch(*(mv(getattr(self, f)) for f in self.__dataclass_fields__))
+        def opt(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else fn(t)
+
+        return Batch(
+            phone=fn(self.phone),
+            phone_lengths=fn(self.phone_lengths),
+            pitch=opt(self.pitch),
+            pitchf=opt(self.pitchf),
+            spec=fn(self.spec),
+            spec_lengths=fn(self.spec_lengths),
+            wave=fn(self.wave),
+            wave_lengths=fn(self.wave_lengths),
+            sid=fn(self.sid),
+        )
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
+        return self.map(lambda t: t.to(device, non_blocking=non_blocking))
 
     def pin_memory(self) -> Batch:
         """The batch in page-locked memory (DataLoader(pin_memory=True) calls this in its pinning thread),
         so `to(cuda, non_blocking=True)` copies asynchronously."""
-        return Batch(*(None if (t := getattr(self, f)) is None else t.pin_memory() for f in self.__dataclass_fields__))
+        return self.map(lambda t: t.pin_memory())
 
     @property
     def size(self) -> int:
@@ -110,7 +126,7 @@ def load_sample(entry: FilelistEntry, cfg: RVCConfig) -> Sample:
     phone = np.repeat(phone, 2, axis=0)[:MAX_FRAMES]
     n = min(phone.shape[0], len(audio) // hop)
     pitch = pitchf = None
-    if entry.use_f0:
+    if entry.f0 is not None and entry.f0nsf is not None:
         pitch_np = np.load(entry.f0, allow_pickle=False)
         pitchf_np = np.load(entry.f0nsf, allow_pickle=False)
         n = min(n, len(pitch_np), len(pitchf_np))
@@ -196,6 +212,8 @@ def collate(samples: Sequence[Sample]) -> Batch:
         wave[i, :, : s.wave.shape[-1]] = s.wave
         phone[i, : s.phone.shape[0]] = s.phone
         if pitch is not None and pitchf is not None:
+            if s.pitch is None or s.pitchf is None:
+                raise ValueError("collate: a batch mixes segments with and without pitch")
             pitch[i, : s.pitch.shape[0]] = s.pitch
             pitchf[i, : s.pitchf.shape[0]] = s.pitchf
         spec_l[i], wave_l[i], phone_l[i], sid[i] = s.spec.shape[-1], s.wave.shape[-1], s.phone.shape[0], s.sid

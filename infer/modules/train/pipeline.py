@@ -93,10 +93,10 @@ def unpack_checkpoints(zip_path: Path, exp: ExperimentLayout, caps: Any = None) 
     """Copy the checkpoints and best-epoch model of a model zip into the experiment folder, under the
     checked plain names, and write the checked train state there."""
     from infer.lib.resume_state import unpack_resume
-    from infer.modules.train.train import state_path
+    from infer.modules.train.state import TrainState
 
     state = unpack_resume(zip_path, exp.checkpoint_dir, caps)
-    atomic_write_text(state_path(exp), json.dumps(state, indent=1))
+    TrainState.from_dict(state).write(exp)
     return state
 
 
@@ -196,7 +196,7 @@ def write_model_zip(
     `checkpoints/{G,D}_<step>.pth` + `checkpoints/train_state.json` (include_checkpoints),
     `preview.wav` (when given). No feature dumps.
     """
-    from infer.modules.train.train import state_path
+    from infer.modules.train.state import state_path
 
     members: list[tuple[Path, str]] = [(Path(train_report["model_path"]), f"{name}.pth")]
     if train_report.get("best_model_path"):
@@ -738,7 +738,7 @@ class TrainModules:
         self.check_resume()
         self.exp.root.mkdir(parents=True, exist_ok=True)
         self.exp.make_dirs()
-        from infer.modules.train.train import sigterm_sets
+        from infer.modules.train.launch import sigterm_sets
 
         with _job_log(self.exp.log_path), sigterm_sets(self.cancel):
             try:
