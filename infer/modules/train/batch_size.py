@@ -20,10 +20,9 @@ class AutoBatch:
 
     GPU memory of one training process = `fixed_bytes` (G, D, optimizer states, workspace) + batch x
     `per_item_bytes` (activations of one segment, proportional to the slice length). Only `usable` of
-    the free memory is planned for. The figures (1.2 GiB a segment at 40k in half precision, 1.6x in
-    fp32, 2.5 GiB fixed) are NOT measured yet and err high: a GPU measurement once found about 0.5 GiB
-    a segment in fp32; `python -m bench.gpu_check` measures peak memory at batch 1/2/4/8 to set them.
-    An out-of-memory still halves the batch and retries.
+    the free memory is planned for. The figures are NOT measured yet and err high (bench/README.md);
+    `python -m bench.gpu_check` measures peak memory at batch 1/2/4/8 to set them. An out-of-memory
+    still halves the batch and retries.
     """
 
     per_item_gib_half: float = 1.2  # at `ref_segment_size` samples

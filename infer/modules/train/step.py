@@ -88,7 +88,7 @@ class GanStep:
         would be thrown away (its step starts from zero) and all-reduced for nothing. The real audio runs
         without autograd (feature matching detaches it). The losses and the generator's gradients are those
         of `net_d(wave, y_hat)` with a trainable discriminator (the reference's formulation) to float
-        rounding, for about a quarter less discriminator work per step.
+        rounding, with less discriminator work per step.
         """
         from infer.lib.losses import feature_loss, generator_loss
 
