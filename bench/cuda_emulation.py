@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 from unittest import mock
 
 import torch
@@ -72,7 +73,7 @@ def emulated_cuda(**kw: object) -> Iterator[FakeCuda]:
     """Inside, torch.cuda reports the `FakeCuda(**kw)` machine; TF32 flags are restored on leaving."""
     fake = FakeCuda(**kw)  # type: ignore[arg-type]
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    patches = [
+    patches: list[contextlib.AbstractContextManager[Any]] = [
         mock.patch("torch.cuda.is_available", lambda: True),
         mock.patch("torch.cuda.device_count", lambda: fake.n_devices),
         mock.patch("torch.cuda.current_device", lambda: fake.current),

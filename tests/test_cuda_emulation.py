@@ -282,7 +282,12 @@ def test_stages_release_gpu_memory_and_training_runs_with_shared_models_off_gpu(
     shared = device_mod.track_gpu_model(torch.nn.Linear(2, 2))  # as HuBERT kept by the Predictor
     moves: list[str] = []
     monkeypatch.setattr(device_mod, "_param_device", lambda m: torch.device("cuda", 0) if m is shared else None)
-    monkeypatch.setattr(shared, "to", lambda d: moves.append(str(d)) or shared)
+
+    def move(d: Any) -> Any:
+        moves.append(str(d))
+        return shared
+
+    monkeypatch.setattr(shared, "to", move)
     seen: dict[str, Any] = {}
 
     class _Rep:

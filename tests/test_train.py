@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -75,6 +76,7 @@ def test_collate_pads_longest_first() -> None:
     assert batch.spec_lengths.tolist() == [12, 9, 7] == batch.phone_lengths.tolist()
     assert batch.wave_lengths.tolist() == [120, 90, 70]
     assert torch.equal(batch.spec[2, :, :7], a.spec) and not batch.spec[2, :, 7:].any()
+    assert batch.pitch is not None and c.pitch is not None
     assert torch.equal(batch.pitch[1, :9], c.pitch) and batch.pitch.dtype == torch.long
     nof0 = collate([_sample(3, f0=False), _sample(4, f0=False)])
     assert nof0.pitch is None and nof0.pitchf is None
@@ -109,6 +111,7 @@ def test_load_sample_aligns_streams(tmp_path: Path) -> None:
     s = load_sample(entry, cfg)
     assert s.spec.shape == (cfg.data.spec_channels, 98)
     assert s.wave.shape == (1, 98 * hop) and s.phone.shape == (98, 768)
+    assert s.pitch is not None and s.pitchf is not None
     assert s.pitch.shape == (98,) and s.pitch.dtype == torch.long and s.pitchf.dtype == torch.float32
     wav, _ = sf.read(exp.gt_wavs_dir / "0_0.wav", dtype="float32")
     assert torch.allclose(s.wave[0], torch.from_numpy(wav[: 98 * hop]))
@@ -118,7 +121,9 @@ def test_load_sample_aligns_streams(tmp_path: Path) -> None:
 
 
 def test_settings_validation(tmp_path: Path) -> None:
-    base = dict(exp_root=str(tmp_path), version="v2", sample_rate="40k", use_f0=True, name="x", epochs=1)
+    base: dict[str, Any] = dict(
+        exp_root=str(tmp_path), version="v2", sample_rate="40k", use_f0=True, name="x", epochs=1
+    )
     with pytest.raises(UserInputError, match="from scratch"):
         TrainSettings(**base)
     with pytest.raises(UserInputError, match="batch_size"):
@@ -153,7 +158,9 @@ def test_warm_start_from_pretrained_files(tmp_path: Path) -> None:
     exp.config_path.write_text(_json.dumps(cfg.to_dict()))
     g = write_standin_pretrained(tmp_path / "f0G40k.pth", "v2", "40k", True, "G")
     d = write_standin_pretrained(tmp_path / "f0D40k.pth", "v2", "40k", True, "D")
-    base = dict(exp_root=str(exp.root), version="v2", sample_rate="40k", use_f0=True, name="x", epochs=1, device="cpu")
+    base: dict[str, Any] = dict(
+        exp_root=str(exp.root), version="v2", sample_rate="40k", use_f0=True, name="x", epochs=1, device="cpu"
+    )
     tr = _Trainer(TrainSettings(**base, pretrained_g=str(g), pretrained_d=str(d)), 0, 1, 0, None)
     tr.setup_models()
     assert tr.standin is True and tr.start_epoch == 1 and tr.step == 0
@@ -211,7 +218,7 @@ def test_generator_losses_with_a_frozen_judge_equal_the_reference_formulation(tm
     exp.config_path.write_text(json.dumps(cfg.to_dict()))
     settings = TrainSettings(
         exp_root=str(exp.root), version="v2", sample_rate="40k", use_f0=True, name="x", epochs=1,
-        from_scratch=True, batch_size=2, device="cpu", world_size=world, num_workers=0,
+        from_scratch=True, batch_size=2, device="cpu", world_size=1, num_workers=0,
     )  # fmt: skip
     tr = _Trainer(settings, 0, 1, 0, None)
     tr.setup_models()
@@ -224,6 +231,7 @@ def test_generator_losses_with_a_frozen_judge_equal_the_reference_formulation(tm
     ref_gen, _ = generator_loss(y_d_g)
     ref_fm = feature_loss(fmap_r, fmap_g)
     (ref_gen + ref_fm).backward()
+    assert y_hat.grad is not None
     ref_grad = y_hat.grad.clone()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in tr.net_d.parameters())
 

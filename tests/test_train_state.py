@@ -59,7 +59,9 @@ def test_latest_pair_from_the_state_else_the_newest_complete_pair(tmp_path: Path
     _touch(exp, "G_10.pth", "D_10.pth", "G_42.pth", "D_42.pth", "G_50.pth")  # G_50 has no D
     assert latest_checkpoints(exp) == (exp.checkpoint_dir / "G_42.pth", exp.checkpoint_dir / "D_42.pth", None)
     TrainState.from_dict({**WRITTEN, "checkpoint_g": "G_10.pth", "checkpoint_d": "D_10.pth"}).write(exp)
-    g, d, state = latest_checkpoints(exp)
+    found = latest_checkpoints(exp)
+    assert found is not None
+    g, d, state = found
     assert (g.name, d.name) == ("G_10.pth", "D_10.pth") and state is not None and state.epoch == 3
     # a state naming a path, not a plain file name, is not followed
     state_path(exp).write_text(json.dumps({**WRITTEN, "checkpoint_g": "../G_10.pth"}))
