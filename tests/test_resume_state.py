@@ -12,7 +12,8 @@ import pytest
 from infer.lib.errors import UserInputError
 from infer.lib.layout import ExperimentLayout
 from infer.lib.resume_state import SizeCaps, checkpoint_caps, read_resume_state, unpack_resume
-from infer.modules.train.pipeline import TrainModules, TrainOptions, unpack_checkpoints
+from infer.modules.train.package import unpack_checkpoints
+from infer.modules.train.pipeline import TrainModules, TrainOptions
 
 
 def good_state(**over: Any) -> dict[str, Any]:

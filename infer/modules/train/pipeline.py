@@ -21,15 +21,12 @@ The first stage of a job, `collect audio` (downloads, zips), is the job runner's
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import platform
 import secrets
 import threading
 import time
-import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,16 +34,28 @@ from typing import Any
 
 from infer.lib.config import RVCConfig, load_config
 from infer.lib.errors import CancelledError, UserInputError
-from infer.lib.fileio import atomic_path, atomic_write_text
+from infer.lib.fileio import atomic_write_text
 from infer.lib.layout import ExperimentLayout
 from infer.lib.log import get_logger
 from infer.lib.options import TrainOptions
-from infer.modules.train.progress import JobProgress, job_stages
+from infer.lib.resume_state import SizeCaps, read_resume_state
+from infer.modules.train.package import (
+    TRAINING_CARD_KEYS,
+    card_options,
+    index_card,
+    make_preview,
+    preview_quality,
+    relative_paths,
+    unpack_checkpoints,
+    versions,
+    write_model_zip,
+)
+from infer.modules.train.progress import JobProgress, job_log, job_stages
 
 _log = get_logger("pipeline")
 
 UNTIL_CHOICES: tuple[str, ...] = ("preprocess", "features", "train", "index")
-__all__ = ["TrainModules", "TrainOptions", "write_model_zip", "read_zip_state"]
+__all__ = ["TrainModules", "TrainOptions"]
 
 
 @dataclass(frozen=True)
@@ -72,170 +81,6 @@ class PipelineResult:
             "exp_root": str(self.exp_root),
             "stages": [asdict(s) for s in self.stages],
         }
-
-
-# --------------------------------------------------------------------------------------------------
-# Resuming from a zip
-# --------------------------------------------------------------------------------------------------
-
-CKPT_DIR_IN_ZIP = "checkpoints"
-
-
-def read_zip_state(zip_path: Path, caps: Any = None) -> dict[str, Any]:
-    """The checked `train_state.json` of a model zip that holds checkpoints; UserInputError otherwise
-    (see `infer.lib.resume_state`: the zip is untrusted input)."""
-    from infer.lib.resume_state import read_resume_state
-
-    return read_resume_state(zip_path, caps)
-
-
-def unpack_checkpoints(zip_path: Path, exp: ExperimentLayout, caps: Any = None) -> dict[str, Any]:
-    """Copy the checkpoints and best-epoch model of a model zip into the experiment folder, under the
-    checked plain names, and write the checked train state there."""
-    from infer.lib.resume_state import unpack_resume
-    from infer.modules.train.state import TrainState
-
-    state = unpack_resume(zip_path, exp.checkpoint_dir, caps)
-    TrainState.from_dict(state).write(exp)
-    return state
-
-
-# --------------------------------------------------------------------------------------------------
-# The zip
-# --------------------------------------------------------------------------------------------------
-
-
-def plot_losses(history: Sequence[dict[str, Any]], path: Path, initial_holdout: float | None = None) -> Path:
-    """loss.png: training mel L1 and held-out mel L1 per epoch, and the discriminator/generator losses."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ep = [h["epoch"] for h in history]
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
-    ax1.plot(ep, [h.get("mel_l1", float("nan")) for h in history], "o-", label="training mel L1")
-    held = [(h["epoch"], h["holdout_mel"]) for h in history if h.get("holdout_mel") is not None]
-    if held and initial_holdout is not None:
-        held.insert(0, (0, initial_holdout))
-    if held:
-        ax1.plot([e for e, _ in held], [v for _, v in held], "s-", label="held-out mel L1 (conversion)")
-        best = min(held[1:] if initial_holdout is not None else held, key=lambda x: x[1])
-        ax1.axvline(best[0], color="grey", ls="--", lw=1, label=f"best held-out epoch {best[0]}")
-    ax1.set_ylabel("mel L1")
-    ax1.legend()
-    ax1.grid(alpha=0.3)
-    for key, label in (
-        ("loss_d", "discriminator"),
-        ("loss_gen", "generator (adv.)"),
-        ("loss_fm", "feature matching"),
-        ("loss_kl", "KL"),
-    ):
-        ax2.plot(ep, [h.get(key, float("nan")) for h in history], "-", label=label)
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("loss")
-    ax2.legend()
-    ax2.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return path
-
-
-def versions() -> dict[str, str]:
-    """Versions of the software that made the model."""
-    import numpy
-    import torch
-
-    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
-    try:
-        import faiss
-
-        out["faiss"] = faiss.__version__
-    except Exception:
-        pass
-    try:
-        from importlib.metadata import version
-
-        out["rvc-trainer"] = version("rvc-trainer")
-    except Exception:
-        pass
-    try:
-        import subprocess
-
-        repo = Path(__file__).resolve().parents[3]
-        sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        if sha.returncode == 0:
-            out["git_commit"] = sha.stdout.strip()
-    except Exception:
-        pass
-    return out
-
-
-def _index_card(rep: dict[str, Any] | None) -> dict[str, Any] | None:
-    if rep is None:
-        return None
-    return {**rep, "path": Path(rep["path"]).name}
-
-
-def write_model_zip(
-    out: Path,
-    exp: ExperimentLayout,
-    name: str,
-    model_card: dict[str, Any],
-    train_report: dict[str, Any],
-    index_path: Path | None,
-    include_checkpoints: bool,
-    preview: Path | None = None,
-) -> Path:
-    """Write the model zip atomically. Members:
-
-    `<name>.pth` (small model), `<name>_best_e<N>.pth` (lowest held-out loss), the index,
-    `config.json`, `model_card.json`, `loss.png`, `tensorboard/...`, `train.log`,
-    `checkpoints/{G,D}_<step>.pth` + `checkpoints/train_state.json` (include_checkpoints),
-    `preview.wav` (when given). No feature dumps.
-    """
-    from infer.modules.train.state import state_path
-
-    members: list[tuple[Path, str]] = [(Path(train_report["model_path"]), f"{name}.pth")]
-    if train_report.get("best_model_path"):
-        bp = Path(train_report["best_model_path"])
-        members.append((bp, bp.name))
-    if index_path is not None:
-        members.append((index_path, index_path.name))
-    members.append((exp.config_path, "config.json"))
-    loss_png = exp.reports_dir / "loss.png"
-    if train_report.get("history"):
-        plot_losses(train_report["history"], loss_png, train_report.get("initial_holdout_mel"))
-        members.append((loss_png, "loss.png"))
-    if exp.tensorboard_dir.is_dir():
-        for p in sorted(exp.tensorboard_dir.rglob("*")):
-            if p.is_file() and not p.name.startswith("."):
-                members.append((p, f"tensorboard/{p.relative_to(exp.tensorboard_dir).as_posix()}"))
-    if exp.log_path.is_file():
-        members.append((exp.log_path, "train.log"))
-    if include_checkpoints:
-        members.append(
-            (Path(train_report["checkpoint_g"]), f"{CKPT_DIR_IN_ZIP}/{Path(train_report['checkpoint_g']).name}")
-        )
-        members.append(
-            (Path(train_report["checkpoint_d"]), f"{CKPT_DIR_IN_ZIP}/{Path(train_report['checkpoint_d']).name}")
-        )
-        members.append((state_path(exp), f"{CKPT_DIR_IN_ZIP}/train_state.json"))
-    if preview is not None and preview.is_file():
-        members.append((preview, "preview.wav"))
-    card = dict(model_card)
-    card["files"] = sorted({arc for _, arc in members} | {"model_card.json"})
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        with zipfile.ZipFile(tmp, "w", allowZip64=True) as z:
-            for src, arc in members:
-                binary = src.suffix in (".pth", ".index", ".wav", ".png")
-                z.write(src, arc, compress_type=zipfile.ZIP_STORED if binary else zipfile.ZIP_DEFLATED)
-            z.writestr("model_card.json", json.dumps(card, indent=2, default=str), compress_type=zipfile.ZIP_DEFLATED)
-    _log.info("zip: %s (%.1f MB, %d files)", out, out.stat().st_size / 2**20, len(members) + 1)
-    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -315,20 +160,18 @@ class TrainModules:
         return self._cache
 
     def required_weights(self, until: str | None = None) -> list[str]:
-        """Weight names the stages up to `until` (None: all) need."""
-        from infer.lib.weights import HUBERT, RMVPE, RMVPE_METHODS, pretrained_names
+        """Weight names the stages up to `until` (None: all) need: `infer.lib.weights.required_weights`
+        without the pretrained pair when training from scratch or stopping before training, and only the
+        enhancer's when stopping after preprocessing."""
+        from infer.lib.weights import MOSSFORMER2, pretrained_names, required_weights
 
-        names: list[str] = []
-        if until != "preprocess":
-            names.append(HUBERT)
-            if not self.o.from_scratch and until != "features":
-                names += list(pretrained_names(self.o.version, self.o.sample_rate, self.o.use_f0))
-            if self.o.use_f0 and self.o.f0method in RMVPE_METHODS:
-                names.append(RMVPE)
-        if self.o.enhance_audio:
-            from infer.lib.weights import MOSSFORMER2
-
-            names.append(MOSSFORMER2)
+        o = self.o
+        names = required_weights(o.version, o.sample_rate, o.use_f0, o.f0method, o.enhance_audio)
+        if until == "preprocess":
+            return [n for n in names if n == MOSSFORMER2]
+        if o.from_scratch or until == "features":
+            pair = pretrained_names(o.version, o.sample_rate, o.use_f0)
+            names = [n for n in names if n not in pair]
         return names
 
     def fetch_weights(self, until: str | None = None) -> dict[str, Path]:
@@ -378,7 +221,7 @@ class TrainModules:
         atomic_write_text(report, json.dumps(d, indent=1, default=str))
         return rep
 
-    def _resume_caps(self) -> Any:
+    def _resume_caps(self) -> SizeCaps:
         """Size caps of the checkpoints a `resume_from` zip may hold for this network."""
         from infer.lib.resume_state import checkpoint_caps
 
@@ -388,7 +231,7 @@ class TrainModules:
         """Validate `resume_from` against the options, before any long work."""
         if not self.o.resume_from:
             return None
-        st = read_zip_state(Path(self.o.resume_from), self._resume_caps())
+        st = read_resume_state(Path(self.o.resume_from), self._resume_caps())
         mine = (self.o.version, self.o.sample_rate, self.o.use_f0)
         theirs = (st.get("version"), st.get("sample_rate"), st.get("use_f0"))
         if mine != theirs:
@@ -586,83 +429,30 @@ class TrainModules:
         return rep
 
     def make_preview(self) -> Path | None:
-        """preview.wav: held-out audio of the user's voice converted by the trained model (VC, issue 8).
-
-        Skipped (logged) when conversion is unavailable or fails: a preview never sinks a finished run.
-        """
+        """preview.wav (`package.make_preview`) and its speaker similarity for the model card; None when
+        the options ask for none or it could not be made."""
         if not self.o.preview or self._train_report is None:
             return None
-        try:
-            from infer.modules.vc import VC, ConvertParams, write_preview
-        except ImportError:
-            _log.info("preview.wav skipped: the conversion module is not available")
+        preview = make_preview(self.exp, self._train_report, self._index_path, self.weights, self.device, self.o)
+        if preview is None:
             return None
-        try:
-            import numpy as np
-
-            from infer.lib.audio import load_audio
-            from infer.lib.weights import HUBERT, RMVPE
-
-            names = self._train_report.get("holdout_segments") or []
-            srcs = [self.exp.wavs16k_dir / n for n in names if (self.exp.wavs16k_dir / n).is_file()]
-            if not srcs:
-                srcs = sorted(self.exp.wavs16k_dir.glob("*.wav"))[:3]
-            source = np.concatenate([load_audio(p, 16000) for p in srcs])
-            vc = VC(
-                device=self.device, half=False, hubert_path=self.weights.get(HUBERT), rmvpe_path=self.weights.get(RMVPE)
+        if self.data_check is not None and self.data_check.centre is not None:
+            self._quality = preview_quality(
+                preview,
+                self.data_check.centre_array(),
+                self._train_report,
+                self._index_path,
+                self.standin,
+                self.o.from_scratch,
             )
-            out = self.exp.reports_dir / "preview.wav"
-            method = self.o.for_device(self.device).f0method
-            params = ConvertParams(f0_method=method, seed=self.o.seed)
-            conv = write_preview(
-                out, Path(self._train_report["model_path"]), source, 16000, self._index_path, vc=vc, params=params
-            )
-        except Exception as e:  # noqa: BLE001 - a preview must never sink a finished training run
-            _log.warning("preview.wav skipped: %s", e)
-            return None
-        self._quality = self.voice_quality(source, conv, vc, params)
-        return out if out.is_file() else None
-
-    def voice_quality(self, source: Any, preview: Any, vc: Any, params: Any) -> dict[str, Any] | None:
-        """Speaker similarity of the preview (and of the best-epoch model's conversion of the same
-        excerpt) and of the held-out original to the training speaker (`quality.voice_quality`)."""
-        if self.data_check is None or self.data_check.centre is None:
-            return None
-        try:
-            from infer.modules.train.quality import voice_quality
-            from infer.modules.vc.vc import pick_preview_excerpt
-
-            excerpt = pick_preview_excerpt(source, 16000, 8.0)  # what write_preview converted
-            previews = {"preview": (preview.audio, preview.sample_rate)}
-            best = self._train_report.get("best_model_path") if self._train_report else None
-            if best and Path(best).is_file() and Path(best) != Path(self._train_report["model_path"]):
-                b = vc.convert_detailed(excerpt, 16000, Path(best), self._index_path, params)
-                previews["best_preview"] = (b.audio, b.sample_rate)
-            return voice_quality(
-                self.data_check.centre_array(), excerpt, previews, self.standin, from_scratch=self.o.from_scratch
-            )
-        except Exception as e:  # noqa: BLE001 - a figure must never sink a finished training run
-            _log.warning("preview speaker similarity skipped: %s", e)
-            return None
-
-    def _options_for_card(self) -> dict[str, Any]:
-        d = self.o.to_dict()
-        if d.get("resume_from"):
-            d["resume_from"] = Path(d["resume_from"]).name
-        return d
+        return preview.path if preview.path.is_file() else None
 
     def model_card(self, inputs: Sequence[str]) -> dict[str, Any]:
         """The model card; every path in it is relative to the job folder (the experiment's parent)."""
-        return _relative_paths(
-            self._model_card(inputs), (str(self.exp.root.resolve().parent), str(self.exp.root.parent))
-        )
-
-    def _model_card(self, inputs: Sequence[str]) -> dict[str, Any]:
         from infer.modules.train.datacheck import dataset_card
 
         tr = self._train_report or {}
-        durations = {r.name: r.seconds for r in self.results}
-        return {
+        card = {
             "name": self.o.experiment_name,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "model": {
@@ -672,39 +462,18 @@ class TrainModules:
                 "f0method": self.o.f0method,
                 "config": self.cfg.to_dict(),
             },
-            "inputs": {"files": [Path(i).name for i in inputs], "options": self._options_for_card()},
+            "inputs": {"files": [Path(i).name for i in inputs], "options": card_options(self.o)},
             "dataset": dataset_card(self._preprocess_report, self.data_check),
             "quality": self._quality,
-            "training": {
-                k: tr.get(k)
-                for k in (
-                    "start_epoch",
-                    "epochs",
-                    "steps",
-                    "batch_size",
-                    "world_size",
-                    "device",
-                    "precision",
-                    "n_train_segments",
-                    "n_holdout_segments",
-                    "holdout_segments",
-                    "skipped_steps",
-                    "final_losses",
-                    "initial_holdout_mel",
-                    "final_holdout_mel",
-                    "best_epoch",
-                    "best_holdout_mel",
-                    "from_scratch",
-                    "history",
-                )
-            },
-            "index": _index_card(next((r.report for r in self.results if r.name == "index"), None)),
-            "durations_s": durations,
+            "training": {k: tr.get(k) for k in TRAINING_CARD_KEYS},
+            "index": index_card(next((r.report for r in self.results if r.name == "index"), None)),
+            "durations_s": {r.name: r.seconds for r in self.results},
             "versions": versions(),
             "standin_weights": bool(self.standin) or bool(tr.get("standin_weights")),
             "standin_weight_names": self.standin,
-            "weights": {n: Path(p).name for n, p in getattr(self, "weights", {}).items()},
+            "weights": {n: Path(p).name for n, p in self.weights.items()},
         }
+        return relative_paths(card, (str(self.exp.root.resolve().parent), str(self.exp.root.parent)))
 
     def package(self, out: Path, inputs: Sequence[str]) -> Path:
         if self._train_report is None:
@@ -740,7 +509,7 @@ class TrainModules:
         self.exp.make_dirs()
         from infer.modules.train.launch import sigterm_sets
 
-        with _job_log(self.exp.log_path), sigterm_sets(self.cancel):
+        with job_log(self.exp.log_path), sigterm_sets(self.cancel):
             try:
                 return self._run(files, Path(out), until)
             except CancelledError as e:
@@ -770,7 +539,7 @@ class TrainModules:
 
     def _run(self, files: list[Path], out: Path, until: str | None) -> PipelineResult:
         self.fit_to_device()
-        _log.info("training job %s: %s", self.o.experiment_name, json.dumps(self._options_for_card()))
+        _log.info("training job %s: %s", self.o.experiment_name, json.dumps(card_options(self.o)))
         from infer.lib.diskspace import GiB, ensure_free_space
         from infer.modules.train.datacheck import train_files
 
@@ -813,38 +582,3 @@ class TrainModules:
             ", ".join(f"{r.name} {r.seconds:.1f}s" for r in self.results),
         )
         return result
-
-
-def _relative_paths(obj: Any, roots: Sequence[str]) -> Any:
-    """`obj` (JSON-like) with every string that starts with one of `roots` made relative to it."""
-    prefixes = sorted({r.rstrip("/") + "/" for r in roots if r.rstrip("/")}, key=len, reverse=True)
-    if isinstance(obj, dict):
-        return {k: _relative_paths(v, prefixes) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_relative_paths(v, prefixes) for v in obj]
-    if isinstance(obj, str):
-        for pre in prefixes:
-            if pre in obj:
-                obj = obj.replace(pre, "")
-    return obj
-
-
-@contextlib.contextmanager
-def _job_log(path: Path) -> Iterator[None]:
-    """Log lines of the project go to `path` (the experiment's train.log) while inside; stdout too."""
-    import logging
-
-    from infer.lib.log import ROOT, RedactingFormatter, setup_logging
-
-    setup_logging()
-    handler = logging.FileHandler(path)
-    # paths relative to the job folder (the experiment folder's parent): no host paths in the zip
-    job = Path(path).resolve().parent.parent
-    handler.setFormatter(RedactingFormatter((str(job), str(Path(path).parent.parent))))
-    root = logging.getLogger(ROOT)
-    root.addHandler(handler)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        handler.close()

@@ -8,7 +8,8 @@
 `JobProgress` writes the log headers (`[stage i/N] name`, then `[stage i/N] name done in 1.2s`) and
 sends a `ProgressEvent` to `on_event` whenever the stage, the epoch or the ETA changes, and a final
 one when the job ends. Epochs come from the training loop's per-epoch log record (its `progress`
-extra: epoch, epochs, eta_s), so the loop needs no callback.
+extra: epoch, epochs, eta_s), so the loop needs no callback. `job_log(path)` copies the project's log
+lines into the experiment's train.log while a job runs.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
-from infer.lib.log import get_logger
+from infer.lib.log import ROOT, RedactingFormatter, get_logger, setup_logging
 
 _log = get_logger("job")
 
@@ -162,3 +164,20 @@ class _EpochWatcher(logging.Handler):
 
     def __exit__(self, *exc: object) -> None:
         logging.getLogger("rvc").removeHandler(self)
+
+
+@contextlib.contextmanager
+def job_log(path: Path) -> Iterator[None]:
+    """Log lines of the project go to `path` (the experiment's train.log) while inside; stdout too."""
+    setup_logging()
+    handler = logging.FileHandler(path)
+    # paths relative to the job folder (the experiment folder's parent): no host paths in the zip
+    job = Path(path).resolve().parent.parent
+    handler.setFormatter(RedactingFormatter((str(job), str(Path(path).parent.parent))))
+    root = logging.getLogger(ROOT)
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
