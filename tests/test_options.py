@@ -112,6 +112,24 @@ def test_the_web_form_comes_from_the_schema():
     assert web.RESUME_LABEL in by_label and web.FILES_LABEL in by_label
 
 
+def test_the_web_forms_defaults_make_the_default_options():
+    """The Train form's values as gradio sends them (numbers as floats, the seed as text) checked into options."""
+    from infer.modules.webui import FORM_OPTIONS, job_from_form
+
+    form = {
+        n: float(DEFAULTS[n]) if isinstance(DEFAULTS[n], int) and n != "seed" else DEFAULTS[n] for n in FORM_OPTIONS
+    }
+    form["seed"] = ""
+    inputs, options = job_from_form(None, " https://x.org/a.wav \n\n", form)
+    assert options == TrainOptions() and inputs.urls == ("https://x.org/a.wav",)
+    url = "https://x.org/a.wav"
+    assert job_from_form(None, url, {**form, "seed": " 42 "})[1].seed == 42
+    for name, value in (("epochs", 2.5), ("seed", "x"), ("save_every_epoch", None), ("sample_rate", "44k")):
+        with pytest.raises(UserInputError) as err:
+            job_from_form(None, url, {**form, name: value})
+        assert err.value.field == name
+
+
 def test_the_pipeline_runs_on_the_schema():
     from infer.modules.train import pipeline
 

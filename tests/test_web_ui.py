@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from infer.lib.errors import UserInputError
+from infer.modules import webui as web
 from tests.support.product import REPO_ROOT, free_port, make_standin_weights, product_env, stop_process
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -33,17 +34,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _load_web_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("infer_web", REPO_ROOT / "infer-web.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_uploads_keep_their_names(tmp_path, joe_1min):
-    web = _load_web_module()
     wav = sorted(joe_1min.glob("*.wav"))[0]
     inner = tmp_path / "more.zip"
     with zipfile.ZipFile(inner, "w") as zf:
@@ -54,7 +45,6 @@ def test_uploads_keep_their_names(tmp_path, joe_1min):
 
 
 def test_errors_name_the_form_field_by_its_label():
-    web = _load_web_module()
     from infer.lib.options import TrainOptions
 
     with pytest.raises(UserInputError) as err:
@@ -67,7 +57,6 @@ def test_errors_name_the_form_field_by_its_label():
 
 
 def test_model_from_upload_picks_the_final_model_and_index(tmp_path):
-    web = _load_web_module()
     z = tmp_path / "voice.zip"
     with zipfile.ZipFile(z, "w") as zf:
         zf.writestr("voice_best_epoch3.pth", b"best")
@@ -274,7 +263,6 @@ def test_a_job_outlives_its_tab_and_can_be_cancelled(web_ui, joe_1min, tmp_path)
 
 
 def test_preview_from_zip(tmp_path):
-    web = _load_web_module()
     z = tmp_path / "voice.zip"
     with zipfile.ZipFile(z, "w") as zf:
         zf.writestr("preview.wav", b"RIFFdata")

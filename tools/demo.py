@@ -22,6 +22,10 @@ import sys
 import time
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from infer.lib.options import F0Method, TrainOptions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BANNER = "!" * 78
@@ -112,17 +116,57 @@ def prepare_weights(out: Path, version: str, sample_rate: str, enhance: bool) ->
     return True
 
 
+def train_model(dataset: Path, out: Path, options: TrainOptions) -> Path:
+    """Run the job as the Predictor does (shared models loaded once, then `run_job`); the zip, copied to `out`."""
+    from infer.modules.train.job import JobInputs, SharedModels, Workspace, run_job
+
+    shared = SharedModels.load()
+    workspace = Workspace.create()
+    result = run_job(options, JobInputs(zips=(dataset,)), workspace, shared_models=shared)
+    assert result.zip_path is not None
+    zip_path = out / result.zip_path.name
+    shutil.copy2(result.zip_path, zip_path)
+    workspace.release()
+    return zip_path
+
+
+def convert_sample(zip_path: Path, model_name: str, audio: Path, out: Path, gpu: bool) -> tuple[Path, Path, Path]:
+    """Unpack the zip into `<out>/model` and convert the start of `audio` with its model and index.
+    Returns (the excerpt, the converted excerpt, the model folder)."""
+    import soundfile as sf
+
+    from infer.lib.audio import load_audio
+    from infer.lib.weight_downloader import WeightDownloader
+    from infer.lib.weights import HUBERT, RMVPE
+    from infer.modules.vc import VC, ConvertParams
+
+    model_dir = out / "model"
+    shutil.rmtree(model_dir, ignore_errors=True)
+    with zipfile.ZipFile(zip_path) as zf:
+        zf.extractall(model_dir)
+    index = next(iter(sorted(model_dir.glob("added_IVF*.index"))), None)
+    wd = WeightDownloader()
+    vc = VC(hubert_path=wd.fetch([HUBERT])[HUBERT], rmvpe_path=wd.path(RMVPE))
+    # a few seconds are enough to hear it (the full-size synthesizer is slow on a CPU)
+    sample = out / "sample_excerpt.wav"
+    sf.write(sample, load_audio(audio, 16000)[: 16000 * (30 if gpu else 6)], 16000)
+    converted = out / "converted_sample.wav"
+    params = ConvertParams(f0_method="rmvpe" if gpu else "pm")
+    vc.convert_file(sample, converted, model_dir / f"{model_name}.pth", index, params)
+    return sample, converted, model_dir
+
+
 def main(argv: list[str] | None = None) -> int:
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
-    from infer.lib.options import SAMPLE_RATES
+    from infer.lib.options import DEFAULTS, F0_METHODS, SAMPLE_RATES, TrainOptions
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "demo", help="where everything goes")
     ap.add_argument("--audio", type=Path, default=None, help="a folder of recordings (default: the sample voice)")
     ap.add_argument("--epochs", type=int, default=None, help="default: 1 on CPU, 20 on a GPU")
     ap.add_argument("--sample-rate", default="40k", choices=SAMPLE_RATES)
-    ap.add_argument("--f0method", default=None, help="default: rmvpe_gpu on a GPU, pm on CPU (fast)")
+    ap.add_argument("--f0method", choices=F0_METHODS, help="default: rmvpe_gpu on a GPU, pm on CPU (fast)")
     ap.add_argument("--enhance", action="store_true", help="denoise with MossFormer2 first (slow on CPU)")
     args = ap.parse_args(argv)
 
@@ -136,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
     gpu = torch.cuda.is_available()
     epochs = args.epochs or (20 if gpu else 1)
-    f0method = args.f0method or ("rmvpe_gpu" if gpu else "pm")
+    f0method: F0Method = args.f0method or ("rmvpe_gpu" if gpu else "pm")
     args.out.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
 
@@ -146,58 +190,26 @@ def main(argv: list[str] | None = None) -> int:
     with zipfile.ZipFile(dataset, "w") as zf:
         for f in files:
             zf.write(f, f"voice/{f.name}")
-    standin = prepare_weights(args.out, "v2", args.sample_rate, args.enhance)
-
-    from infer.lib.options import TrainOptions
-    from infer.modules.train.job import JobInputs, SharedModels, Workspace, run_job
-
-    shared = SharedModels.load()
+    version = DEFAULTS["version"]
+    standin = prepare_weights(args.out, version, args.sample_rate, args.enhance)
     options = TrainOptions(
         sample_rate=args.sample_rate,
-        version="v2",
+        version=version,
         f0method=f0method,
         epochs=epochs,
         batch_size="auto" if gpu else "4",
         enhance_audio=args.enhance,
-        trim_silence=True,
         experiment_name="demo_voice",
         save_every_epoch=max(1, epochs),
         seed=1234,
     )
-    workspace = Workspace.create()
-    result = run_job(options, JobInputs(zips=(dataset,)), workspace, shared_models=shared)
-    assert result.zip_path is not None
-    zip_path = args.out / result.zip_path.name
-    shutil.copy2(result.zip_path, zip_path)
-    workspace.release()
-
-    # convert a sample with the trained model and its index
-    from infer.lib.weight_downloader import WeightDownloader
-    from infer.lib.weights import HUBERT, RMVPE
-    from infer.modules.vc import VC, ConvertParams
-
-    model_dir = args.out / "model"
-    shutil.rmtree(model_dir, ignore_errors=True)
-    with zipfile.ZipFile(zip_path) as zf:
-        zf.extractall(model_dir)
-    model = model_dir / "demo_voice.pth"
-    index = next(iter(sorted(model_dir.glob("added_IVF*.index"))), None)
-    wd = WeightDownloader()
-    vc = VC(hubert_path=wd.fetch([HUBERT])[HUBERT], rmvpe_path=wd.path(RMVPE))
-    # a few seconds are enough to hear it (the full-size synthesizer is slow on a CPU)
-    from infer.lib.audio import load_audio
-
-    sample = args.out / "sample_excerpt.wav"
-    import soundfile as sf
-
-    sf.write(sample, load_audio(files[0], 16000)[: 16000 * (30 if gpu else 6)], 16000)
-    preview = args.out / "converted_sample.wav"
-    vc.convert_file(sample, preview, model, index, ConvertParams(f0_method="pm" if not gpu else "rmvpe"))
+    zip_path = train_model(dataset, args.out, options)
+    sample, converted, model_dir = convert_sample(zip_path, options.experiment_name, files[0], args.out, gpu)
 
     print(flush=True)
     print(f"demo: done in {time.monotonic() - t_start:.0f}s", flush=True)
     print(f"  model zip:         {zip_path}", flush=True)
-    print(f"  converted sample:  {preview}  (from {sample.name}, the start of {files[0].name})", flush=True)
+    print(f"  converted sample:  {converted}  (from {sample.name}, the start of {files[0].name})", flush=True)
     if (model_dir / "preview.wav").is_file():
         print(f"  training preview:  {model_dir / 'preview.wav'}", flush=True)
     if standin:

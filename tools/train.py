@@ -24,6 +24,7 @@ from typing import get_args, get_type_hints
 
 from infer.lib.errors import CancelledError, RVCError, UserInputError
 from infer.lib.log import get_logger, setup_logging
+from infer.lib.options import OPTION_FIELDS, TrainOptions, choices
 
 _log = get_logger("tools.train")
 
@@ -54,7 +55,6 @@ HELP = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The flags, one per `TrainOptions` field (defaults, choices and types from there)."""
-    from infer.lib.options import OPTION_FIELDS, TrainOptions, choices
     from infer.modules.train.pipeline import UNTIL_CHOICES
 
     p = argparse.ArgumentParser(
@@ -88,9 +88,7 @@ def _arg_type(hint: object) -> type:
     return int if int in args and str not in args else str
 
 
-def options_from_args(a: argparse.Namespace) -> object:
-    from infer.lib.options import OPTION_FIELDS, TrainOptions
-
+def options_from_args(a: argparse.Namespace) -> TrainOptions:
     return TrainOptions(**{name: getattr(a, name) for name in OPTION_FIELDS})
 
 
@@ -108,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             workspace = Workspace.for_experiment(a.workdir)
         try:
-            res = run_job(opts, inputs, workspace, until=a.until, keep_workspace=a.workdir is not None)  # type: ignore[arg-type]
+            res = run_job(opts, inputs, workspace, until=a.until, keep_workspace=a.workdir is not None)
             if res.zip_path:
                 a.out.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(res.zip_path), a.out)

@@ -116,9 +116,10 @@ class TrainModules:
         hubert: Any = None,
         progress: JobProgress | None = None,
     ) -> None:
+        self.seed: int = secrets.randbelow(2**31) if options.seed is None else options.seed
         if options.seed is None:
-            options = dataclasses.replace(options, seed=secrets.randbelow(2**31))
-            _log.info("seed %d (random; pass it as `seed` to repeat this run)", options.seed)
+            options = dataclasses.replace(options, seed=self.seed)
+            _log.info("seed %d (random; pass it as `seed` to repeat this run)", self.seed)
         self.o = options
         self.exp = ExperimentLayout(Path(workdir), options.version)
         self.cfg = config or load_config(options.version, options.sample_rate)
@@ -371,7 +372,7 @@ class TrainModules:
         from infer.modules.train.filelist import write_filelist
 
         atomic_write_text(self.exp.config_path, json.dumps(self.cfg.to_dict(), indent=4, sort_keys=True) + "\n")
-        return write_filelist(self.exp, self.o.use_f0, self.o.speaker_id, self.o.seed)
+        return write_filelist(self.exp, self.o.use_f0, self.o.speaker_id, self.seed)
 
     def train(self) -> Any:
         from infer.lib.weights import pretrained_names
@@ -398,7 +399,7 @@ class TrainModules:
             pretrained_g=g,
             pretrained_d=d,
             from_scratch=self.o.from_scratch,
-            seed=self.o.seed,
+            seed=self.seed,
             device=self.o.device,
             world_size=self.o.gpus if self.device.startswith("cuda") else 1,
             learning_rate=self.o.learning_rate,
@@ -424,7 +425,7 @@ class TrainModules:
     def index(self) -> Any:
         from infer.lib.index import train_index
 
-        rep = train_index(self.exp, self.o.experiment_name, seed=self.o.seed)
+        rep = train_index(self.exp, self.o.experiment_name, seed=self.seed)
         self._index_path = Path(rep.path)
         return rep
 
