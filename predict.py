@@ -8,8 +8,10 @@ job runner (`infer.modules.train.job.run_job`) in a workspace of its own and ret
 runner's progress goes to the prediction's metrics: `progress.stage`, `progress.stage_index`,
 `progress.stage_count`, `progress.epoch`, `progress.epochs` and `progress.eta_s`.
 
-The signature's literal values are cog's (its schema parser reads them statically);
-`tests/test_options.py` checks them against `TrainOptions`. `dataset_zip` and `epochs` are
+The signature repeats `TrainOptions`' choices, defaults and bounds as literals because cog needs them
+so: `cog build` reads predict.py statically and resolves only literals and predict.py's own module-level
+constants (an imported default would silently become None, imported choices fail the build).
+`tests/test_options.py` checks every one against `TrainOptions`. `dataset_zip` and `epochs` are
 deprecated aliases of `dataset` and `epoch`.
 
 Environment (all optional):
@@ -184,25 +186,8 @@ class Predictor(BasePredictor):
         ),
     ) -> Path:
         """Train a voice model and return the zip (model `.pth`, index, reports, preview)."""
-        options, inputs = request_from_inputs(
-            wav_urls=wav_urls,
-            dataset=dataset,
-            dataset_zip=dataset_zip,
-            resume_from=resume_from,
-            epochs=epochs,
-            sample_rate=sample_rate,
-            version=version,
-            f0method=f0method,
-            epoch=epoch,
-            batch_size=batch_size,
-            enhance_audio=enhance_audio,
-            trim_silence=trim_silence,
-            experiment_name=experiment_name,
-            save_every_epoch=save_every_epoch,
-            include_checkpoints=include_checkpoints,
-            seed=seed,
-            keep_other_speakers=keep_other_speakers,
-        )
+        given = {k: v for k, v in locals().items() if k != "self"}  # every input, by its API name
+        options, inputs = request_from_inputs(**given)
         scope = self.scope  # the prediction's metrics; events may come from the job's threads
 
         def on_event(ev: Any) -> None:

@@ -22,7 +22,7 @@ def signals():
 
 
 def test_methods_list() -> None:
-    assert F0_METHODS == ("pm", "harvest", "dio", "crepe", "fcpe", "rmvpe", "rmvpe_gpu")
+    assert F0_METHODS == ("pm", "dio", "harvest", "crepe", "fcpe", "rmvpe", "rmvpe_gpu")
 
 
 def test_coarse_f0_reference_formula() -> None:

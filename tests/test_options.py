@@ -136,13 +136,13 @@ def test_the_pipeline_runs_on_the_schema():
     assert pipeline.TrainOptions is TrainOptions
 
 
-def test_the_constants_of_other_modules_agree():
-    from infer.lib.config import SAMPLE_RATES, VERSIONS
-    from infer.lib.f0 import F0_METHODS
+def test_the_network_config_knows_every_variant():
+    from infer.lib.config import SAMPLE_RATES, load_config
 
-    assert set(choices("sample_rate")) == set(SAMPLE_RATES)
-    assert set(choices("version")) == set(VERSIONS)
-    assert set(choices("f0method")) == set(F0_METHODS)
+    assert SAMPLE_RATES == {"32k": 32000, "40k": 40000, "48k": 48000}
+    for version in choices("version"):
+        for rate in choices("sample_rate"):
+            assert load_config(version, rate).data.sampling_rate == SAMPLE_RATES[rate]
 
 
 @pytest.mark.parametrize(

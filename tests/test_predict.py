@@ -52,15 +52,9 @@ def test_urls_are_cleaned_and_redacted_in_the_log_view():
         ({"wav_urls": ["", "  "]}, "no training audio"),
         ({"wav_urls": ["file:///etc/passwd"]}, "http(s) URLs or data: URIs"),
         ({"wav_urls": ["ftp://x/a.wav"]}, "http(s) URLs"),
-        ({"sample_rate": "44k"}, "sample_rate"),
-        ({"version": "v3"}, "version"),
-        ({"f0method": "yin"}, "f0method"),
-        ({"epoch": 0}, "epochs"),
+        # the options' own checks are tests/test_options.py's: here, that they reach them under API names
         ({"epoch": 1001}, "epochs"),
-        ({"save_every_epoch": 0}, "save_every_epoch"),
-        ({"experiment_name": "../../etc"}, "experiment_name"),
-        ({"experiment_name": ""}, "experiment_name"),
-        ({"seed": -1}, "seed"),
+        ({"experiment_name": " "}, "experiment_name"),
         ({"batch_size": "lots"}, "batch_size"),
     ],
 )

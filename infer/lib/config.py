@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from infer.lib.errors import ConfigError
+from infer.lib.options import SAMPLE_RATES as SAMPLE_RATE_NAMES
+from infer.lib.options import VERSIONS
 
-SAMPLE_RATES: dict[str, int] = {"32k": 32000, "40k": 40000, "48k": 48000}
-VERSIONS: tuple[str, ...] = ("v1", "v2")
+#: Hz of each sample-rate name of `infer.lib.options` ("40k" -> 40000).
+SAMPLE_RATES: dict[str, int] = {name: int(name.removesuffix("k")) * 1000 for name in SAMPLE_RATE_NAMES}
 CONTENT_DIMS: dict[str, int] = {"v1": 256, "v2": 768}
 CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
 

@@ -35,10 +35,10 @@ import numpy as np
 
 from infer.lib.errors import UserInputError
 from infer.lib.log import get_logger
+from infer.lib.options import F0_METHODS
 
 _log = get_logger("f0")
 
-F0_METHODS = ("pm", "harvest", "dio", "crepe", "fcpe", "rmvpe", "rmvpe_gpu")
 CREPE_MODELS = ("full", "tiny")
 SAMPLE_RATE = 16000
 HOP = 160
