@@ -38,13 +38,16 @@ import uuid
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infer.lib.errors import CancelledError, UserInputError
 from infer.lib.log import get_logger
 from infer.lib.options import TrainOptions
 from infer.lib.urls import redact_url
 from infer.modules.train.progress import EventCallback, JobProgress, job_stages
+
+if TYPE_CHECKING:
+    from infer.modules.train.pipeline import TrainModules
 
 _log = get_logger("job")
 
@@ -251,7 +254,7 @@ class SharedModels:
         from infer.lib.hubert import load_hubert
         from infer.lib.rmvpe import load_rmvpe
         from infer.lib.weight_downloader import WeightDownloader, WeightsSettings
-        from infer.lib.weights import HUBERT, MOSSFORMER2, RMVPE, base_weights
+        from infer.lib.weights import HUBERT, RMVPE, base_weights
 
         device = device if device is not None else pick_device()
         enable_tf32()
@@ -270,26 +273,32 @@ class SharedModels:
         del_rmvpe = load_rmvpe(paths[RMVPE], "cpu")  # the pitch stage loads its own copy
         del del_rmvpe
         _log.info("HuBERT loaded and RMVPE checked in %.1fs", time.monotonic() - t0)
-        t0 = time.monotonic()
+        shared._load_data_models(wd)
+        return shared
+
+    def _load_data_models(self, wd: Any) -> None:
+        """The data check's speech detector and speaker encoder (the process's ones, warmed up), and the
+        enhancer when its weights are in `wd`'s folder."""
         from infer.lib.speaker import get_speaker_encoder
         from infer.lib.vad import get_speech_detector
+        from infer.lib.weights import MOSSFORMER2
 
-        shared.vad, shared.speaker = get_speech_detector(), get_speaker_encoder()  # the process's ones
-        shared.vad.warm_up()
-        shared.speaker.warm_up()
+        t0 = time.monotonic()
+        self.vad, self.speaker = get_speech_detector(), get_speaker_encoder()
+        self.vad.warm_up()
+        self.speaker.warm_up()
         _log.info(
             "speech detector (Silero VAD) and speaker encoder (resemblyzer) loaded in %.1fs", time.monotonic() - t0
         )
         if not wd.missing([MOSSFORMER2]):
             from infer.lib.enhance import get_enhancer
 
-            shared.enhancer = get_enhancer(wd.path(MOSSFORMER2), str(device))
+            self.enhancer = get_enhancer(wd.path(MOSSFORMER2), str(self.device))
             _log.info("MossFormer2 enhancer loaded")
         else:
             _log.info(
                 "MossFormer2 weights not in %s: fetched by the first job that asks for enhancement", wd.weights_dir
             )
-        return shared
 
 
 # ------------------------------------------------------------------------------------------------
@@ -401,120 +410,126 @@ def run_job(
     from infer.lib.jobguard import sigterm_stops
 
     cancel = cancel if cancel is not None else threading.Event()
+    progress = JobProgress(job_stages(options.use_f0), options.epochs, on_event)
+    success = False
     with sigterm_stops(cancel) as stop:
-        return _run_job(
-            options,
-            inputs,
-            workspace,
-            shared_models,
-            on_event,
-            cancel,
-            stop,
-            config,
-            weight_paths,
-            cache,
-            train_overrides,
-            until,
-            keep_workspace,
-        )
+        try:
+            _log.info("inputs: %s", inputs.to_dict())
+            modules = _job_modules(
+                options,
+                workspace,
+                shared_models,
+                progress,
+                cancel,
+                config=config,
+                weight_paths=weight_paths,
+                cache=cache,
+                train_overrides=train_overrides,
+            )
+            modules.check_resume()  # a wrong resume_from fails here, before any download
+            with progress.stage("collect audio"):
+                files = collect_audio(inputs, workspace.inputs_dir, cancel)
+                _log.info("%d audio file(s) collected", len(files))
+            if cancel.is_set():
+                raise CancelledError("cancelled after collecting the audio")
+            result = modules.run(files, workspace.output_archive(modules.o.experiment_name), until=until)
+            if result.zip_path is not None:
+                _check_model_zip(result.zip_path, modules.o.experiment_name, modules.standin)
+                progress.finish("succeeded")
+            success = True
+            return JobResult(
+                zip_path=result.zip_path,
+                options=modules.o,
+                stage_seconds=dict(progress.times),
+                standin=list(modules.standin),
+                exp_root=workspace.exp_dir,
+            )
+        except UserInputError as e:
+            _log.error("%s", e)
+            progress.finish("failed")
+            raise
+        except BaseException as e:
+            _stopped(e, workspace, progress, cancel, sigterm=stop.received)
+            raise
+        finally:
+            if not keep_workspace:
+                workspace.finish(success)
 
 
-def _run_job(
+def _job_modules(
     options: TrainOptions,
-    inputs: JobInputs,
     workspace: Workspace,
-    shared_models: SharedModels | None,
-    on_event: EventCallback | None,
+    shared: SharedModels | None,
+    progress: JobProgress,
     cancel: threading.Event,
-    stop: Any,
+    *,
     config: Any,
     weight_paths: dict[str, pathlib.Path] | None,
     cache: Any,
     train_overrides: dict[str, Any] | None,
-    until: str | None,
-    keep_workspace: bool,
-) -> JobResult:
+) -> TrainModules:
+    """The job's `TrainModules` (the other arguments as `run_job` got them): on the shared models'
+    device with their HuBERT when there are shared models; the TEST-ONLY tiny network under
+    `RVC_TEST_TINY_MODEL=1`."""
     from infer.modules.train.pipeline import TrainModules
 
-    progress = JobProgress(job_stages(options.use_f0), options.epochs, on_event)
-    success = False
-    try:
-        shared = shared_models
-        if config is None and tiny_mode():
-            config = tiny_test_config(options.version, options.sample_rate)
-            # the tiny test network cannot start from the published pretrained G/D (other shapes)
-            options = dataclasses.replace(options, from_scratch=True)
-            _log.warning(
-                "%s=1: training the TEST-ONLY tiny network from scratch; the model will not be usable", TINY_ENV
-            )
-        if shared is not None and options.device is None:
-            options = dataclasses.replace(options, device=str(shared.device))
-        _log.info("inputs: %s", inputs.to_dict())
-        modules = TrainModules(
-            options,
-            workspace.exp_dir,
-            weight_paths=weight_paths,
-            config=config,
-            cache=cache if cache is not None else workspace.cache(),
-            cancel=cancel,
-            weights_settings=shared.weights_settings if shared is not None else None,
-            train_overrides=train_overrides,
-            hubert=shared.hubert if shared is not None else None,
-            progress=progress,
-        )
-        modules.check_resume()  # a wrong resume_from fails here, before any download
-        with progress.stage("collect audio"):
-            files = collect_audio(inputs, workspace.inputs_dir, cancel)
-            _log.info("%d audio file(s) collected", len(files))
-        if modules.cancel.is_set():
-            raise CancelledError("cancelled after collecting the audio")
-        result = modules.run(files, workspace.output_archive(modules.o.experiment_name), until=until)
-        if result.zip_path is not None:
-            with zipfile.ZipFile(result.zip_path) as zf:
-                names = zf.namelist()
-            if f"{modules.o.experiment_name}.pth" not in names:
-                raise RuntimeError(f"the model zip lacks {modules.o.experiment_name}.pth: {names}")
-            if modules.standin:
-                from infer.lib.standin import warn_standin
+    if config is None and tiny_mode():
+        config = tiny_test_config(options.version, options.sample_rate)
+        # the tiny test network cannot start from the published pretrained G/D (other shapes)
+        options = dataclasses.replace(options, from_scratch=True)
+        _log.warning("%s=1: training the TEST-ONLY tiny network from scratch; the model will not be usable", TINY_ENV)
+    if shared is not None and options.device is None:
+        options = dataclasses.replace(options, device=str(shared.device))
+    return TrainModules(
+        options,
+        workspace.exp_dir,
+        weight_paths=weight_paths,
+        config=config,
+        cache=cache if cache is not None else workspace.cache(),
+        cancel=cancel,
+        weights_settings=shared.weights_settings if shared is not None else None,
+        train_overrides=train_overrides,
+        hubert=shared.hubert if shared is not None else None,
+        progress=progress,
+    )
 
-                warn_standin("this model", "trained from stand-in weights: " + ", ".join(modules.standin))
-            size = result.zip_path.stat().st_size / 2**20
-            _log.info("model zip: %s (%.1f MB): %s", result.zip_path.name, size, ", ".join(names))
-        success = True
-        if result.zip_path is not None:
-            progress.finish("succeeded")
-        return JobResult(
-            zip_path=result.zip_path,
-            options=modules.o,
-            stage_seconds=dict(progress.times),
-            standin=list(modules.standin),
-            exp_root=workspace.exp_dir,
-        )
-    except UserInputError as e:
-        _log.error("%s", e)
-        progress.finish("failed")
-        raise
-    except BaseException as e:
-        if _is_cancel(e):
-            cancel.set()  # download threads and the training loop stop too
-            n = terminate_children()
-            what = "job stopped (SIGTERM)" if stop.received else "job cancelled"
-            _log.warning("%s%s", what, f" ({n} child processes stopped)" if n else "")
-            progress.finish("canceled")
-            raise
-        terminate_children()
-        progress.finish("failed")
-        from infer.lib.diskspace import disk_full_error, is_disk_full
 
-        if isinstance(e, Exception) and is_disk_full(e, workspace.root):
-            err = disk_full_error(workspace.root, "this job")
-            _log.error("%s", err)
-            raise err from e
-        _log.exception("internal error; the traceback above is for the maintainers")
-        raise
-    finally:
-        if not keep_workspace:
-            workspace.finish(success)
+def _check_model_zip(zip_path: pathlib.Path, name: str, standin: Sequence[str]) -> None:
+    """The zip holds `<name>.pth` (else RuntimeError); logs its members, and warns when it was trained
+    from stand-in weights."""
+    with zipfile.ZipFile(zip_path) as zf:
+        names = zf.namelist()
+    if f"{name}.pth" not in names:
+        raise RuntimeError(f"the model zip lacks {name}.pth: {names}")
+    if standin:
+        from infer.lib.standin import warn_standin
+
+        warn_standin("this model", "trained from stand-in weights: " + ", ".join(standin))
+    size = zip_path.stat().st_size / 2**20
+    _log.info("model zip: %s (%.1f MB): %s", zip_path.name, size, ", ".join(names))
+
+
+def _stopped(
+    e: BaseException, workspace: Workspace, progress: JobProgress, cancel: threading.Event, sigterm: bool
+) -> None:
+    """A job that stops on `e` (not a user error): child processes stopped, the final event sent, the
+    cause logged. Raises the disk-full error in place of `e` when the disk filled up."""
+    if _is_cancel(e):
+        cancel.set()  # download threads and the training loop stop too
+        n = terminate_children()
+        what = "job stopped (SIGTERM)" if sigterm else "job cancelled"
+        _log.warning("%s%s", what, f" ({n} child processes stopped)" if n else "")
+        progress.finish("canceled")
+        return
+    terminate_children()
+    progress.finish("failed")
+    from infer.lib.diskspace import disk_full_error, is_disk_full
+
+    if isinstance(e, Exception) and is_disk_full(e, workspace.root):
+        err = disk_full_error(workspace.root, "this job")
+        _log.error("%s", err)
+        raise err from e
+    _log.exception("internal error; the traceback above is for the maintainers")
 
 
 def _is_cancel(e: BaseException) -> bool:
