@@ -59,148 +59,139 @@ FOLLOW_LOG_JS = """
 """
 
 
+def option_control(name: str, elem_id: str) -> Any:
+    """The form control of a `TrainOptions` field: a dropdown of its choices, a checkbox, a whole
+    number within its bounds, or a text box (batch_size: a number or "auto"); label and default from
+    `infer.lib.options`."""
+    import gradio as gr
+
+    f = OPTION_FIELDS[name]
+    if name in ("sample_rate", "version", "f0method"):
+        return gr.Dropdown(list(choices(name)), value=DEFAULTS[name], label=label(name), elem_id=elem_id)
+    if isinstance(DEFAULTS[name], bool):
+        return gr.Checkbox(value=DEFAULTS[name], label=label(name), elem_id=elem_id)
+    if isinstance(DEFAULTS[name], int):
+        lo, hi = f.metadata.get("ge"), f.metadata.get("le")
+        return gr.Number(value=DEFAULTS[name], minimum=lo, maximum=hi, precision=0, label=label(name), elem_id=elem_id)
+    return gr.Textbox(value=DEFAULTS[name], label=label(name), elem_id=elem_id)
+
+
+def train_tab() -> dict[str, Any]:
+    """The Train tab's controls: `files`, `urls`, one per `FORM_OPTIONS` name, the buttons and the outputs."""
+    import gradio as gr
+
+    c: dict[str, Any] = {}
+    with gr.Row():
+        with gr.Column():
+            c["files"] = gr.File(
+                label=FILES_LABEL, file_count="multiple", file_types=AUDIO_UPLOAD_TYPES, elem_id="train-files"
+            )
+            c["urls"] = gr.Textbox(label=URLS_LABEL, lines=3, elem_id="train-urls")
+            with gr.Row():
+                c["sample_rate"] = option_control("sample_rate", "train-sample-rate")
+                c["version"] = option_control("version", "train-version")
+                c["f0method"] = option_control("f0method", "train-f0method")
+            with gr.Row():
+                c["epochs"] = option_control("epochs", "train-epoch")
+                c["batch_size"] = option_control("batch_size", "train-batch")
+                c["save_every_epoch"] = option_control("save_every_epoch", "train-save-every")
+            with gr.Row():
+                c["enhance_audio"] = option_control("enhance_audio", "train-enhance")
+                c["trim_silence"] = option_control("trim_silence", "train-trim")
+                c["include_checkpoints"] = option_control("include_checkpoints", "train-include-checkpoints")
+                c["keep_other_speakers"] = option_control("keep_other_speakers", "train-keep-other-speakers")
+            with gr.Row():
+                c["experiment_name"] = option_control("experiment_name", "train-name")
+                c["seed"] = gr.Textbox(value="", label=label("seed") + " (empty: random)", elem_id="train-seed")
+            c["resume_from"] = gr.File(label=RESUME_LABEL, file_types=[".zip"], elem_id="train-resume")
+            with gr.Row():
+                c["train"] = gr.Button("Train", variant="primary", elem_id="train-button")
+                c["cancel"] = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
+        with gr.Column():
+            c["status"] = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="train-status")
+            c["log"] = gr.Textbox(
+                label="Log", lines=18, max_lines=18, interactive=False, autoscroll=True, elem_id="train-log"
+            )
+            c["result"] = gr.File(label="Trained model (zip)", interactive=False, elem_id="train-result")
+            c["preview"] = gr.Audio(
+                label="Preview: some of your held-out audio in the trained voice",
+                type="filepath",
+                interactive=False,
+                elem_id="train-preview",
+            )
+    return c
+
+
+def convert_tab() -> tuple[list[Any], Any, list[Any]]:
+    """The Convert tab: (its inputs in `ConvertService.run`'s order, the button, [result audio, status])."""
+    import gradio as gr
+
+    with gr.Row():
+        with gr.Column():
+            inputs = [
+                gr.File(
+                    label="Voice model: the zip from Train, or a .pth",
+                    file_types=[".zip", ".pth"],
+                    elem_id="convert-model",
+                ),
+                gr.File(label="Index (.index, optional)", file_types=[".index"], elem_id="convert-index"),
+                gr.Audio(
+                    label="Audio to convert", type="filepath", sources=["upload", "microphone"], elem_id="convert-input"
+                ),
+            ]
+            with gr.Row():
+                inputs.append(gr.Slider(-24, 24, value=0, step=1, label="Pitch shift (semitones)"))
+                inputs.append(
+                    gr.Dropdown(
+                        [m for m in F0_METHODS if m != "rmvpe_gpu"],
+                        value="rmvpe",
+                        label="Pitch method",
+                        elem_id="convert-f0method",
+                    )
+                )
+            with gr.Row():
+                inputs.append(gr.Slider(0, 1, value=0.75, step=0.05, label="Index rate"))
+                inputs.append(gr.Slider(0, 7, value=3, step=1, label="Pitch median filter radius"))
+            with gr.Row():
+                rates = [0, 16000, 22050, 32000, 40000, 44100, 48000]
+                inputs.append(gr.Dropdown(rates, value=0, label="Output rate (0: model's)"))
+                inputs.append(gr.Slider(0, 1, value=0.25, step=0.05, label="Volume envelope mix"))
+                inputs.append(gr.Slider(0, 0.5, value=0.33, step=0.01, label="Protect consonants"))
+            button = gr.Button("Convert", variant="primary", elem_id="convert-button")
+        with gr.Column():
+            status = gr.Textbox(label="Status", interactive=False, elem_id="convert-status")
+            audio_out = gr.Audio(label="Result", type="filepath", interactive=False, elem_id="convert-output")
+    return inputs, button, [audio_out, status]
+
+
 def build_ui() -> Any:
+    """The page: the Train and Convert tabs wired to one `TrainService` and one `ConvertService`."""
     import gradio as gr
 
     trainer = TrainService()
     converter = ConvertService()
-
-    def number(name: str, elem_id: str | None = None) -> Any:
-        f = OPTION_FIELDS[name]
-        return gr.Number(
-            value=DEFAULTS[name],
-            minimum=f.metadata.get("ge"),
-            maximum=f.metadata.get("le"),
-            precision=0,
-            label=label(name),
-            elem_id=elem_id,
-        )
-
-    def dropdown(name: str, elem_id: str | None = None) -> Any:
-        return gr.Dropdown(list(choices(name)), value=DEFAULTS[name], label=label(name), elem_id=elem_id)
-
-    def checkbox(name: str, elem_id: str | None = None) -> Any:
-        return gr.Checkbox(value=DEFAULTS[name], label=label(name), elem_id=elem_id)
-
-    form: dict[str, Any] = {}  # the Train form's option controls, by option name
-
     with gr.Blocks(title="RVC voice trainer", analytics_enabled=False) as demo:
         gr.Markdown(
             "# RVC voice trainer\nTrain a voice model from recordings of one voice, then convert audio with it."
         )
         with gr.Tab("Train", id="train"):
-            with gr.Row():
-                with gr.Column():
-                    files = gr.File(
-                        label=FILES_LABEL, file_count="multiple", file_types=AUDIO_UPLOAD_TYPES, elem_id="train-files"
-                    )
-                    urls = gr.Textbox(label=URLS_LABEL, lines=3, elem_id="train-urls")
-                    with gr.Row():
-                        form["sample_rate"] = dropdown("sample_rate", "train-sample-rate")
-                        form["version"] = dropdown("version", "train-version")
-                        form["f0method"] = dropdown("f0method", "train-f0method")
-                    with gr.Row():
-                        form["epochs"] = number("epochs", "train-epoch")
-                        form["batch_size"] = gr.Textbox(
-                            value=DEFAULTS["batch_size"], label=label("batch_size"), elem_id="train-batch"
-                        )
-                        form["save_every_epoch"] = number("save_every_epoch", "train-save-every")
-                    with gr.Row():
-                        form["enhance_audio"] = checkbox("enhance_audio", "train-enhance")
-                        form["trim_silence"] = checkbox("trim_silence", "train-trim")
-                        form["include_checkpoints"] = checkbox("include_checkpoints", "train-include-checkpoints")
-                        form["keep_other_speakers"] = checkbox("keep_other_speakers", "train-keep-other-speakers")
-                    with gr.Row():
-                        form["experiment_name"] = gr.Textbox(
-                            value=DEFAULTS["experiment_name"], label=label("experiment_name"), elem_id="train-name"
-                        )
-                        form["seed"] = gr.Textbox(
-                            value="", label=label("seed") + " (empty: random)", elem_id="train-seed"
-                        )
-                    form["resume_from"] = gr.File(label=RESUME_LABEL, file_types=[".zip"], elem_id="train-resume")
-                    with gr.Row():
-                        train_btn = gr.Button("Train", variant="primary", elem_id="train-button")
-                        cancel_btn = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
-                with gr.Column():
-                    status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="train-status")
-                    log_box = gr.Textbox(
-                        label="Log", lines=18, max_lines=18, interactive=False, autoscroll=True, elem_id="train-log"
-                    )
-                    result = gr.File(label="Trained model (zip)", interactive=False, elem_id="train-result")
-                    preview_audio = gr.Audio(
-                        label="Preview: some of your held-out audio in the trained voice",
-                        type="filepath",
-                        interactive=False,
-                        elem_id="train-preview",
-                    )
+            t = train_tab()
         with gr.Tab("Convert", id="convert"):
-            with gr.Row():
-                with gr.Column():
-                    model_file = gr.File(
-                        label="Voice model: the zip from Train, or a .pth",
-                        file_types=[".zip", ".pth"],
-                        elem_id="convert-model",
-                    )
-                    index_file = gr.File(
-                        label="Index (.index, optional)", file_types=[".index"], elem_id="convert-index"
-                    )
-                    audio_in = gr.Audio(
-                        label="Audio to convert",
-                        type="filepath",
-                        sources=["upload", "microphone"],
-                        elem_id="convert-input",
-                    )
-                    with gr.Row():
-                        f0_up_key = gr.Slider(-24, 24, value=0, step=1, label="Pitch shift (semitones)")
-                        c_f0method = gr.Dropdown(
-                            [m for m in F0_METHODS if m != "rmvpe_gpu"],
-                            value="rmvpe",
-                            label="Pitch method",
-                            elem_id="convert-f0method",
-                        )
-                    with gr.Row():
-                        index_rate = gr.Slider(0, 1, value=0.75, step=0.05, label="Index rate")
-                        filter_radius = gr.Slider(0, 7, value=3, step=1, label="Pitch median filter radius")
-                    with gr.Row():
-                        resample_sr = gr.Dropdown(
-                            [0, 16000, 22050, 32000, 40000, 44100, 48000], value=0, label="Output rate (0: model's)"
-                        )
-                        rms_mix_rate = gr.Slider(0, 1, value=0.25, step=0.05, label="Volume envelope mix")
-                        protect = gr.Slider(0, 0.5, value=0.33, step=0.01, label="Protect consonants")
-                    convert_btn = gr.Button("Convert", variant="primary", elem_id="convert-button")
-                with gr.Column():
-                    convert_status = gr.Textbox(label="Status", interactive=False, elem_id="convert-status")
-                    audio_out = gr.Audio(label="Result", type="filepath", interactive=False, elem_id="convert-output")
-
-        train_outputs = [log_box, status, result, model_file, preview_audio]
+            convert_inputs, convert_btn, convert_outputs = convert_tab()
+        # the finished model goes to the Convert tab's model input
+        train_outputs = [t["log"], t["status"], t["result"], convert_inputs[0], t["preview"]]
         # a job outlives the tab that started it: these events only watch it, so they never queue
         # behind each other (the service runs one job at a time by itself)
         attached = demo.load(trainer.attach, outputs=train_outputs, concurrency_limit=None)
-        train_btn.click(
+        t["train"].click(
             trainer.start,
-            inputs=[files, urls, *(form[name] for name in FORM_OPTIONS)],
+            inputs=[t["files"], t["urls"], *(t[name] for name in FORM_OPTIONS)],
             outputs=train_outputs,
             concurrency_limit=None,
             cancels=[attached],  # this click's own stream takes over from the page-load one
         )
-        cancel_btn.click(trainer.cancel, outputs=[status], concurrency_limit=None)
-        convert_btn.click(
-            converter.run,
-            inputs=[
-                model_file,
-                index_file,
-                audio_in,
-                f0_up_key,
-                c_f0method,
-                index_rate,
-                filter_radius,
-                resample_sr,
-                rms_mix_rate,
-                protect,
-            ],
-            outputs=[audio_out, convert_status],
-            concurrency_limit=1,
-        )
+        t["cancel"].click(trainer.cancel, outputs=[t["status"]], concurrency_limit=None)
+        convert_btn.click(converter.run, inputs=convert_inputs, outputs=convert_outputs, concurrency_limit=1)
     return demo
 
 
