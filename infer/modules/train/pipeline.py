@@ -1,4 +1,4 @@
-"""`TrainModules`: the training stages on one experiment folder, and the model zip.
+"""`TrainModules`: the training stages on one experiment folder, up to the model zip.
 
 The stages, numbered as in `infer.modules.train.progress.job_stages` (`[stage i/N] name` in the log),
 each a plain function call returning a report (timed, logged, and written to
@@ -12,7 +12,7 @@ each a plain function call returning a report (timed, logged, and written to
     pitch        pitch -> 2a_f0 / 2b-f0nsf (+ the mute entry; models with pitch only)
     train        filelist.txt, then G/D training -> checkpoints, <name>.pth, <name>_best_e<N>.pth
     index        added_IVF<n>_Flat_nprobe_1_<name>_<version>.index
-    package      preview.wav and the model zip (see `write_model_zip`)
+    package      preview.wav, the model card and the model zip (`infer.modules.train.package`)
 
 The first stage of a job, `collect audio` (downloads, zips), is the job runner's
 (`infer.modules.train.job.run_job`). `TrainOptions` (`infer.lib.options`) holds every option.
