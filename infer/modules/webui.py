@@ -287,12 +287,15 @@ def job_from_form(files: list[str] | None, urls_text: str, form: dict[str, Any])
 def _interrupt_later(job: TrainJob) -> None:
     """When the cancel flag has not stopped the job within `CANCEL_GRACE_S` (a stage that checks it only
     between steps), raise `CancelledError` in its thread, as cog raises its cancel exception in a
-    prediction's; the runner then stops child processes and cleans up."""
+    prediction's; the runner then stops child processes and cleans up. A job whose runner has sent its
+    final event is already cleaning up: it is left to finish that (an exception there would leave its
+    workspace behind)."""
     thread = job.thread
     if thread is None:
         return
     thread.join(CANCEL_GRACE_S)
-    if thread.is_alive() and thread.ident is not None and job.running:
+    stopping = job.event is not None and job.event.status != "running"
+    if thread.is_alive() and thread.ident is not None and job.running and not stopping:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(CancelledError))
 
 
