@@ -15,10 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from infer.lib.config import RVCConfig, load_config, tiny_network
+from infer.lib.config import TINY_DISCRIMINATOR_PERIODS, RVCConfig, load_config, tiny_network
 from infer.lib.layout import ExperimentLayout
-
-TINY_D_PERIODS = (2,)
 
 
 def tiny_config() -> RVCConfig:
@@ -52,22 +50,21 @@ def tiny_experiment(root: Path, n: int = 8, seconds: float = 1.5, seed: int = 0)
 def tiny_settings(exp: ExperimentLayout, **kw: Any) -> Any:
     from infer.modules.train.train import TrainSettings
 
-    base: dict[str, Any] = dict(
-        exp_root=str(exp.root),
-        version="v2",
-        sample_rate="40k",
-        use_f0=True,
-        name="tiny",
-        epochs=1,
-        from_scratch=True,
-        batch_size=4,
-        save_every_epoch=1,
-        world_size=1,
-        num_workers=0,
-        holdout=0,
-        log_every=1,
-        learning_rate=1e-3,
-        discriminator_periods=TINY_D_PERIODS,
-    )
-    base.update(kw)
-    return TrainSettings(**base)
+    base: dict[str, Any] = {
+        "exp_root": str(exp.root),
+        "version": "v2",
+        "sample_rate": "40k",
+        "use_f0": True,
+        "name": "tiny",
+        "epochs": 1,
+        "from_scratch": True,
+        "batch_size": 4,
+        "save_every_epoch": 1,
+        "world_size": 1,
+        "num_workers": 0,
+        "holdout": 0,
+        "log_every": 1,
+        "learning_rate": 1e-3,
+        "discriminator_periods": TINY_DISCRIMINATOR_PERIODS,
+    }
+    return TrainSettings(**(base | kw))

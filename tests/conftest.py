@@ -1,17 +1,21 @@
-"""Shared fixtures: where the repository, ../shared/reference and ../shared/data are; tiny configs."""
+"""Shared fixtures: where the repository, ../shared/reference and ../shared/data are; audio for tests.
+
+The fixtures of `tests/support/standins.py` (stand-in weights), `tests/support/training.py` (tiny
+configs, extraction cache, tiny trainings, the session's one trained run) and
+`tests/support/product.py` (the product servers' weights) are loaded as plugins.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from infer.lib.config import RVCConfig
 from tests.support import REPO_ROOT, SHARED_DIR
-from tests.support.training import make_tiny_config
+
+pytest_plugins = ["tests.support.standins", "tests.support.training", "tests.support.product"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -45,12 +49,6 @@ def joe_1min() -> Path:
 @pytest.fixture(scope="session")
 def joe_10min() -> Path:
     return _need(SHARED_DIR / "data" / "joe_10min")
-
-
-@pytest.fixture
-def tiny_config() -> Callable[..., RVCConfig]:
-    """Factory: `tiny_config("v2", "40k")`."""
-    return make_tiny_config
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,8 @@
 """The real HTTP API: cog 0.23.1's own server running predict.py:Predictor on 127.0.0.1.
 
-Stand-in weights (real formats), RVC_OFFLINE=1, and the TEST-ONLY tiny network (RVC_TEST_TINY_MODEL=1)
-so a whole training job takes well under a minute on CPU. Audio reaches the Predictor as `wav_urls`
-served by a local HTTP server, exactly as Replicate callers send them.
+Stand-in weights (real formats), RVC_OFFLINE=1, and the TEST-ONLY tiny network and discriminator
+(RVC_TEST_TINY_MODEL=1) so a whole training job takes well under a minute on CPU. Audio reaches the
+Predictor as `wav_urls` served by a local HTTP server, exactly as Replicate callers send them.
 """
 
 from __future__ import annotations
@@ -12,39 +12,39 @@ import io
 import json
 import time
 import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
-from tests.support.http_server import LocalHTTPServer
-from tests.support.product import (
-    REPO_ROOT,
-    WebhookReceiver,
-    cog_server,
-    descendants,
-    make_standin_weights,
-    product_env,
-)
+from tests.support import REPO_ROOT
+from tests.support.http_server import LocalHTTPServer, WebhookReceiver
+from tests.support.product import cog_server, descendants, product_env
 
 JOB = {
     "sample_rate": "40k",
     "version": "v2",
     "f0method": "pm",
-    "epoch": 2,
-    "batch_size": "16",  # one step per epoch: the full-size discriminator is slow on CPU
+    "epoch": 1,
+    "batch_size": "16",  # a few steps per epoch
     "enhance_audio": False,
     "trim_silence": True,
     "experiment_name": "joe",
     "seed": 7,
 }
+CEILING_S = 600  # for events that come within seconds or a minute: only a hung job takes this long
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, joe_1min):
-    weights = make_standin_weights(tmp_path_factory.getbasetemp() / "standin-v2-40k")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, joe_1min: Path, product_weights: Path, extract_cache_dir: Path
+) -> Iterator[dict[str, Any]]:
     jobs = tmp_path_factory.mktemp("jobs")
     log = tmp_path_factory.mktemp("logs") / "cog.log"
-    with LocalHTTPServer() as audio, cog_server(product_env(weights, jobs), log) as (base, pid):
+    env = product_env(product_weights, jobs, extract_cache_dir)
+    with LocalHTTPServer() as audio, cog_server(env, log) as (base, pid):
         urls = []
         # 40 s of speech: over the 30 s the data check asks for, quick to extract
         for wav in [joe_1min / f"joe_00{i}.wav" for i in (1, 2, 3)]:
@@ -68,14 +68,23 @@ def _zip_of_text() -> bytes:
     return buf.getvalue()
 
 
-def _post(base: str, body: dict, timeout: float = 600, **headers) -> requests.Response:
-    """POST a prediction; while the server still frees the slot of the previous one (409), wait briefly."""
-    deadline = time.monotonic() + 30
+def _post(base: str, body: dict[str, Any], timeout: float = CEILING_S, **headers: str) -> requests.Response:
+    """POST a prediction; while the server still frees the slot of the previous one (409), wait."""
+    deadline = time.monotonic() + CEILING_S
     while True:
         r = requests.post(f"{base}/predictions", json=body, timeout=timeout, headers=headers)
         if r.status_code != 409 or time.monotonic() > deadline:
             return r
         time.sleep(0.2)
+
+
+def _cancel(server: dict[str, Any], hook: WebhookReceiver, prediction_id: str) -> tuple[dict[str, Any] | None, float]:
+    """Cancel a running prediction; its final webhook event and the seconds it took to come."""
+    t0 = time.monotonic()
+    c = requests.post(f"{server['base']}/predictions/{prediction_id}/cancel", timeout=30)
+    assert c.status_code == 200, c.text
+    done = hook.wait_for(lambda e: e.get("status") in ("canceled", "failed", "succeeded"), timeout=CEILING_S)
+    return done, time.monotonic() - t0
 
 
 def test_openapi_is_the_committed_schema(server):
@@ -174,71 +183,67 @@ def test_train_over_http_returns_a_loadable_model_and_index(server, tmp_path):
     print(f"tiny training job over HTTP: {took:.1f}s")
 
 
-def _progress(event: dict) -> dict:
-    return (event.get("metrics") or {}).get("progress") or {}
+def _progress(event: dict[str, Any]) -> dict[str, Any]:
+    progress: dict[str, Any] = (event.get("metrics") or {}).get("progress") or {}
+    return progress
+
+
+def _start_async(server: dict[str, Any], hook: WebhookReceiver, prediction_id: str, inputs: dict[str, Any]) -> None:
+    """Start a prediction that reports to `hook` (its start, logs and completion)."""
+    body = {
+        "id": prediction_id,
+        "input": inputs,
+        "webhook": hook.url("/hook"),
+        "webhook_events_filter": ["start", "logs", "completed"],
+    }
+    r = _post(server["base"], body, timeout=30, Prefer="respond-async")
+    assert r.status_code == 202, r.text
 
 
 def test_async_prediction_cancelled_mid_training_ends_promptly(server):
+    epochs = 1000
     with WebhookReceiver() as hook:
-        body = {
-            "id": "cancel-me",
-            "input": {"wav_urls": server["urls"], **dict(JOB, epoch=1000, save_every_epoch=1000)},
-            "webhook": hook.url,
-            "webhook_events_filter": ["start", "logs", "completed"],
-        }
-        epochs = body["input"]["epoch"]
-        r = _post(server["base"], body, timeout=30, Prefer="respond-async")
-        assert r.status_code == 202, r.text
+        _start_async(server, hook, "cancel-me", {"wav_urls": server["urls"], **JOB, "epoch": epochs})
         # the epochs progress in the metrics while the job trains (webhooks carry them)
-        started = hook.wait_for(lambda e: _progress(e).get("epoch", 0) >= 1, timeout=240)
+        started = hook.wait_for(lambda e: _progress(e).get("epoch", 0) >= 1, timeout=CEILING_S)
         assert started is not None, hook.events[-1:] if hook.events else "no webhook events"
         p = _progress(started)
         assert p["stage"] == "train" and p["epochs"] == epochs
         assert p["stage_index"] == p["stage_count"] - 2 and p["eta_s"] > 0
-        time.sleep(3)  # well inside the epochs
-        t0 = time.monotonic()
-        c = requests.post(f"{server['base']}/predictions/cancel-me/cancel", timeout=10)
-        assert c.status_code == 200, c.text
-        done = hook.wait_for(lambda e: e.get("status") in ("canceled", "failed", "succeeded"), timeout=60)
-        took = time.monotonic() - t0
+        time.sleep(3)  # inside the epochs
+        at_cancel = max(_progress(e).get("epoch", 0) for e in hook.events)
+        done, took = _cancel(server, hook, "cancel-me")
+        last = max(_progress(e).get("epoch", 0) for e in hook.events)
     assert done is not None and done["status"] == "canceled", done
-    assert took < 30, f"cancel took {took:.1f}s"
+    # promptly: at the next training step (the webhooks may lag an epoch behind), not epochs later
+    assert last <= at_cancel + 2, f"trained on to epoch {last} after the cancel at epoch {at_cancel}"
     assert "cancel" in (done.get("logs") or "").lower()
     # no process the job started (pool workers, ffmpeg) outlives the cancel
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + CEILING_S
     while len(descendants(server["pid"])) > server["procs"] and time.monotonic() < deadline:
         time.sleep(0.2)
     assert len(descendants(server["pid"])) <= server["procs"]
     # the server is usable again afterwards
-    health = requests.get(server["base"] + "/health-check", timeout=10).json()
+    health = requests.get(server["base"] + "/health-check", timeout=30).json()
     assert health["status"] in ("READY", "BUSY")
+    print(f"cancel during training: {took:.1f}s")
 
 
 def test_cancel_during_a_stalled_download_ends_within_seconds(server):
     """A server that sends headers and then nothing: cog's cancel reaches the download threads."""
     audio = server["audio"]
-    url = audio.add("/stall.wav", b"x" * 100, delay_s=120)
+    url = audio.add("/stall.wav", b"x" * 100, delay_s=300)
     with WebhookReceiver() as hook:
-        body = {
-            "id": "cancel-download",
-            "input": {"wav_urls": [url], **JOB},
-            "webhook": hook.url,
-            "webhook_events_filter": ["start", "logs", "completed"],
-        }
-        r = _post(server["base"], body, timeout=30, Prefer="respond-async")
-        assert r.status_code == 202, r.text
-        deadline = time.monotonic() + 120
+        _start_async(server, hook, "cancel-download", {"wav_urls": [url], **JOB})
+        deadline = time.monotonic() + CEILING_S
         while audio.hits["/stall.wav"] == 0 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert audio.hits["/stall.wav"] == 1
         time.sleep(1)
-        t0 = time.monotonic()
-        c = requests.post(f"{server['base']}/predictions/cancel-download/cancel", timeout=10)
-        assert c.status_code == 200, c.text
-        done = hook.wait_for(lambda e: e.get("status") in ("canceled", "failed", "succeeded"), timeout=60)
-        took = time.monotonic() - t0
+        done, took = _cancel(server, hook, "cancel-download")
     assert done is not None and done["status"] == "canceled", done
-    assert took < 5, f"cancel took {took:.1f}s"
+    # within seconds: well before the download's 60 s read timeout would have ended it
+    assert took < 30, f"cancel took {took:.1f}s"
     time.sleep(1)
     assert audio.hits["/stall.wav"] == 1  # not retried after the cancel
     print(f"cancel during a stalled download: {took:.1f}s")

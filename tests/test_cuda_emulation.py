@@ -18,6 +18,7 @@ import torch
 from bench.cuda_emulation import GiB, emulated_cuda
 from bench.gpu_fixtures import tiny_experiment, tiny_settings
 from infer.lib.errors import UserInputError
+from tests.support.training import TinyModules
 
 # ------------------------------------------------------------------------------------- device
 
@@ -102,7 +103,7 @@ def test_forced_precisions() -> None:
 )
 def test_preprocess_segments_follow_the_reference_on_gpu(
     tmp_path: Path,
-    tmp_path_factory: pytest.TempPathFactory,
+    tiny_modules: TinyModules,
     joe_1min: Path,
     cap: Any,
     name: str,
@@ -110,9 +111,7 @@ def test_preprocess_segments_follow_the_reference_on_gpu(
     want: float,
 ) -> None:
     # 3.7 s as the reference and the README, 3.0 s only on fp32-only GPUs and cards of <= 4 GB.
-    from tests.support.training import tiny_modules
-
-    tm = tiny_modules(tmp_path / "exp", tmp_path_factory, device="cuda")
+    tm = tiny_modules(tmp_path / "exp", device="cuda")
     tm.exp.make_dirs()
     with emulated_cuda(capability=cap, name=name, total_bytes=total_gib * GiB, free_bytes=[total_gib * GiB // 2]):
         rep = tm.preprocess(sorted(joe_1min.glob("*.wav"))[:1])
@@ -273,11 +272,10 @@ def test_auto_batch_constants_live_in_one_place() -> None:
 
 
 def test_stages_release_gpu_memory_and_training_runs_with_shared_models_off_gpu(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_modules: TinyModules, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import infer.lib.device as device_mod
     import infer.modules.train.train as train_mod
-    from tests.support.training import tiny_modules
 
     shared = device_mod.track_gpu_model(torch.nn.Linear(2, 2))  # as HuBERT kept by the Predictor
     moves: list[str] = []
@@ -299,7 +297,7 @@ def test_stages_release_gpu_memory_and_training_runs_with_shared_models_off_gpu(
         return _Rep()
 
     monkeypatch.setattr(train_mod, "train", fake_train)
-    tm = tiny_modules(tmp_path / "exp", tmp_path_factory, device="cuda")
+    tm = tiny_modules(tmp_path / "exp", device="cuda")
     with emulated_cuda() as fake:
         tm._stage("train", tm.train)
         assert seen["moves"] == ["cpu"]  # off the GPU while training ran

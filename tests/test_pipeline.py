@@ -12,40 +12,29 @@ import numpy as np
 import pytest
 import torch
 
+from bench.gpu_fixtures import tiny_settings
 from infer.lib.errors import UserInputError
 from infer.lib.layout import ExperimentLayout
 from infer.modules.train.data import BucketBatchSampler, split_holdout
 from infer.modules.train.progress import job_stages
 from infer.modules.train.state import state_path
 from infer.modules.train.train import TrainSettings, train
-from tests.support.training import TINY_D_PERIODS, copy_experiment, tiny_modules, tiny_train_config
+from tests.support.training import TinyModules, TrainedRun, copy_experiment, tiny_options, tiny_train_config
 
-_RUN: dict[str, Any] = {}
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, joe_1min: Path, other_audio: dict[str, Path]) -> dict[str, Any]:
-    """One full run: check -> preprocess -> features -> f0 -> filelist -> 2 epochs -> index -> zip, on
-    joe's speech mixed with another voice, white noise and music (which the check leaves out)."""
-    if not _RUN:
-        root = tmp_path_factory.mktemp("pipeline")
-        tm = tiny_modules(root / "exp", tmp_path_factory, include_checkpoints=True)
-        inputs = [*sorted(joe_1min.glob("*.wav")), other_audio["voice"], other_audio["noise"], other_audio["music"]]
-        res = tm.run(inputs, root / "joe.zip")
-        _RUN.update(tm=tm, res=res, zip=res.zip_path, root=root)
-    return _RUN
+# The session's one trained run (`trained_run`, tests/support/training.py): joe's four files mixed with
+# another voice, white noise and music, 2 epochs of the tiny network, checkpoints in the zip.
 
 
-def test_stages_ran_in_order_with_timings(trained: dict[str, Any]) -> None:
-    names = [s.name for s in trained["res"].stages]
+def test_stages_ran_in_order_with_timings(trained_run: TrainedRun) -> None:
+    names = [s.name for s in trained_run.result.stages]
     assert names == [s for s in job_stages(use_f0=True) if s != "collect audio"]  # that one is the job runner's
-    assert all(s.seconds >= 0 for s in trained["res"].stages)
-    exp = trained["tm"].exp
+    assert all(s.seconds >= 0 for s in trained_run.result.stages)
+    exp = trained_run.exp
     assert json.loads((exp.reports_dir / "train.json").read_text())["epochs"] == 2
 
 
-def test_zip_contents(trained: dict[str, Any]) -> None:
-    with zipfile.ZipFile(trained["zip"]) as z:
+def test_zip_contents(trained_run: TrainedRun) -> None:
+    with zipfile.ZipFile(trained_run.zip) as z:
         names = set(z.namelist())
         card = json.loads(z.read("model_card.json"))
         index_names = [n for n in names if n.endswith(".index")]
@@ -91,20 +80,20 @@ def test_zip_contents(trained: dict[str, Any]) -> None:
     assert card["model"]["version"] == "v2" and card["model"]["sample_rate"] == "40k"
 
 
-def test_zip_holds_no_host_paths_or_secrets(trained: dict[str, Any]) -> None:
-    root = str(trained["root"])
-    with zipfile.ZipFile(trained["zip"]) as z:
+def test_zip_holds_no_host_paths_or_secrets(trained_run: TrainedRun) -> None:
+    root = str(trained_run.root)
+    with zipfile.ZipFile(trained_run.zip) as z:
         card, log = z.read("model_card.json").decode(), z.read("train.log").decode()
     assert root not in card and root not in log
     assert "exp/G_" in log or "checkpoint: G_" in log  # paths are still there, relative to the job
     assert "HF_TOKEN" not in log and "PATH=" not in log
 
 
-def test_the_voice_alone_is_trained_and_the_others_named(trained: dict[str, Any]) -> None:
+def test_the_voice_alone_is_trained_and_the_others_named(trained_run: TrainedRun) -> None:
     """The issue's "done when": joe's files mixed with another voice, noise and music train on joe alone;
     the card and the log name the three others and why; the card has the preview's speaker similarity."""
-    exp = trained["tm"].exp
-    with zipfile.ZipFile(trained["zip"]) as z:
+    exp = trained_run.exp
+    with zipfile.ZipFile(trained_run.zip) as z:
         card = json.loads(z.read("model_card.json"))
         log = z.read("train.log").decode()
     ds = card["dataset"]
@@ -136,8 +125,8 @@ def test_the_voice_alone_is_trained_and_the_others_named(trained: dict[str, Any]
     assert "preview speaker similarity" in log
 
 
-def test_training_was_finite_and_mel_loss_went_down(trained: dict[str, Any]) -> None:
-    tr = trained["tm"]._train_report
+def test_training_was_finite_and_mel_loss_went_down(trained_run: TrainedRun) -> None:
+    tr = trained_run.report
     h = tr["history"]
     assert len(h) == 2 and tr["skipped_steps"] == 0
     for rec in h:
@@ -153,15 +142,15 @@ def test_training_was_finite_and_mel_loss_went_down(trained: dict[str, Any]) -> 
     assert h[-1]["lr"] == pytest.approx(1e-3 * 0.999875**2)
 
 
-def test_small_model_loads_and_converts(trained: dict[str, Any], tmp_path: Path) -> None:
+def test_small_model_loads_and_converts(trained_run: TrainedRun, tmp_path: Path) -> None:
     from infer.lib.checkpoint import build_generator_from_small_model, load_small_model
 
-    with zipfile.ZipFile(trained["zip"]) as z:
+    with zipfile.ZipFile(trained_run.zip) as z:
         z.extract("joe.pth", tmp_path)
     sm = load_small_model(tmp_path / "joe.pth")
     assert (sm.version, sm.sample_rate, sm.use_f0, sm.name, sm.epoch) == ("v2", "40k", True, "joe", 2)
     g = build_generator_from_small_model(sm, "cpu")
-    exp = trained["tm"].exp
+    exp = trained_run.exp
     feat = np.load(sorted(exp.feature_dir.glob("*.npy"))[0])
     phone = torch.from_numpy(np.repeat(feat, 2, axis=0))[None, :100]
     pitch = torch.full((1, 100), 60, dtype=torch.long)
@@ -170,32 +159,30 @@ def test_small_model_loads_and_converts(trained: dict[str, Any], tmp_path: Path)
     assert audio.shape == (1, 1, 100 * 400) and torch.isfinite(audio).all()
 
 
-def test_index_in_zip(trained: dict[str, Any], tmp_path: Path) -> None:
+def test_index_in_zip(trained_run: TrainedRun, tmp_path: Path) -> None:
     from infer.lib.index import read_index
 
-    exp = trained["tm"].exp
+    exp = trained_run.exp
     frames = sum(np.load(p).shape[0] for p in exp.feature_dir.glob("*.npy"))
-    with zipfile.ZipFile(trained["zip"]) as z:
+    with zipfile.ZipFile(trained_run.zip) as z:
         name = next(n for n in z.namelist() if n.endswith(".index"))
         z.extract(name, tmp_path)
     idx = read_index(tmp_path / name)
     assert idx.d == 768 and idx.ntotal == frames
 
 
-def test_resume_from_zip(
-    trained: dict[str, Any], tmp_path_factory: pytest.TempPathFactory, joe_1min: Path, tmp_path: Path
-) -> None:
-    z = trained["zip"]
-    first = trained["tm"]._train_report
+def test_resume_from_zip(trained_run: TrainedRun, tiny_modules: TinyModules, tmp_path: Path) -> None:
+    z = trained_run.zip
+    first = trained_run.report
     # Refused before any work: not more epochs than the zip holds, or another variant.
     with pytest.raises(UserInputError, match="already holds 2 epoch"):
-        tiny_modules(tmp_path / "a", tmp_path_factory, resume_from=str(z), epochs=2).check_resume()
+        tiny_modules(tmp_path / "a", resume_from=str(z), epochs=2).check_resume()
     with pytest.raises(UserInputError, match="without pitch"):
-        tiny_modules(tmp_path / "b", tmp_path_factory, resume_from=str(z), epochs=3, use_f0=False).check_resume()
+        tiny_modules(tmp_path / "b", resume_from=str(z), epochs=3, use_f0=False).check_resume()
     # Continue for one more epoch on a copy of the experiment as it was before training.
-    exp = copy_experiment(trained["tm"].exp, tmp_path / "exp")
+    exp = copy_experiment(trained_run.exp, tmp_path / "exp")
     assert not list(exp.root.glob("G_*.pth"))
-    tm = tiny_modules(exp.root, tmp_path_factory, resume_from=str(z), epochs=3)
+    tm = tiny_modules(exp.root, resume_from=str(z), epochs=3)
     tm.check_resume()
     tm.fetch_weights()
     tm.filelist()
@@ -232,33 +219,15 @@ def test_tools_train_until_preprocess_and_errors(
 # ------------------------------------------------------------------------------------------ training
 
 
-def _settings(exp: ExperimentLayout, **kw: object) -> TrainSettings:
-    d: dict = dict(
-        exp_root=str(exp.root),
-        version="v2",
-        sample_rate="40k",
-        use_f0=True,
-        name="joe",
-        epochs=1,
-        batch_size=8,
-        save_every_epoch=1,
-        from_scratch=True,
-        seed=1234,
-        device="cpu",
-        world_size=1,
-        learning_rate=1e-3,
-        holdout=2,
-        log_every=2,
-        discriminator_periods=TINY_D_PERIODS,
-    )
-    d.update(kw)
-    return TrainSettings(**d)
+def _settings(exp: ExperimentLayout, **kw: Any) -> TrainSettings:
+    """The trained run's settings (tiny network, one-period discriminator) on a copy of its experiment."""
+    return tiny_settings(exp, **{"name": "joe", "batch_size": 8, "holdout": 2, "log_every": 2, "device": "cpu", **kw})
 
 
 @pytest.mark.slow
-def test_ddp_two_gloo_processes_streaming(trained: dict[str, Any], tmp_path: Path) -> None:
+def test_ddp_two_gloo_processes_streaming(trained_run: TrainedRun, tmp_path: Path) -> None:
     # Two gloo processes on the CPU, and the streaming data path (DataLoader workers) as for long datasets.
-    exp = copy_experiment(trained["tm"].exp, tmp_path / "exp")
+    exp = copy_experiment(trained_run.exp, tmp_path / "exp")
     rep = train(_settings(exp, world_size=2, batch_size=4, holdout=1, memory_limit_mb=0, num_workers=1))
     assert rep.in_memory is False
     assert rep.world_size == 2 and rep.epochs == 1 and rep.batch_size == 4
@@ -278,12 +247,12 @@ def test_ddp_two_gloo_processes_streaming(trained: dict[str, Any], tmp_path: Pat
     assert load_small_model(rep.model_path).version == "v2"
 
 
-def test_cancel_saves_a_checkpoint_then_raises(trained: dict[str, Any], tmp_path: Path) -> None:
+def test_cancel_saves_a_checkpoint_then_raises(trained_run: TrainedRun, tmp_path: Path) -> None:
     import threading
 
     from infer.lib.errors import CancelledError
 
-    exp = copy_experiment(trained["tm"].exp, tmp_path / "exp")
+    exp = copy_experiment(trained_run.exp, tmp_path / "exp")
     ev = threading.Event()
     ev.set()  # as the Predictor's cancel or SIGTERM would: stop at the next step
     with pytest.raises(CancelledError, match="checkpoint saved"):
@@ -293,11 +262,10 @@ def test_cancel_saves_a_checkpoint_then_raises(trained: dict[str, Any], tmp_path
     assert (exp.root / st["checkpoint_g"]).is_file() and (exp.root / st["checkpoint_d"]).is_file()
 
 
-def test_weights_come_from_the_weights_folder_and_standins_are_named(tmp_path: Path, tmp_path_factory) -> None:
+def test_weights_come_from_the_weights_folder_and_standins_are_named(tmp_path: Path) -> None:
     # A stand-in folder written by the real tool, used offline through WeightDownloader.
     from infer.lib.weight_downloader import WeightsSettings
     from infer.modules.train.pipeline import TrainModules
-    from tests.support.training import tiny_options
     from tools.make_standin_weights import main as make_standins
 
     wd = tmp_path / "weights"

@@ -159,13 +159,6 @@ def test_preview_excerpt_is_the_loudest_stretch():
 FAST = {"f0_method": "pm", "seed": 0}
 
 
-@pytest.fixture(scope="session")
-def standin_hubert(tmp_path_factory) -> Path:
-    from tools.standin_writers import write_standin_hubert
-
-    return write_standin_hubert(tmp_path_factory.mktemp("hubert") / "hubert_base.pt", size="base")
-
-
 @pytest.fixture(scope="module")
 def vc(standin_hubert):
     from infer.modules.vc import VC
@@ -497,19 +490,16 @@ def test_cli_refuses_wrong_files_with_exit_code_2(models, standin_hubert, tmp_pa
 
 
 @pytest.mark.slow
-def test_converts_with_a_model_our_training_just_produced(tmp_path_factory, joe_1min, speech, vc):
-    """The whole training pipeline (tiny network, 2 epochs on joe_1min), then its zip's model and index."""
+def test_converts_with_a_model_our_training_just_produced(trained_run, tmp_path, speech, vc):
+    """The session's whole tiny training (2 epochs on joe_1min), then its zip's model and index."""
     import zipfile
 
     import soundfile as sf
 
     from infer.modules.vc import ConvertParams
-    from tests.support.training import tiny_modules
 
-    root = tmp_path_factory.mktemp("trained")
-    tm = tiny_modules(root / "exp", tmp_path_factory)
-    res = tm.run(sorted(joe_1min.glob("*.wav")), root / "joe.zip")
-    with zipfile.ZipFile(res.zip_path) as z:
+    root = tmp_path
+    with zipfile.ZipFile(trained_run.zip) as z:
         z.extractall(root / "zip")
         preview = root / "zip" / "preview.wav"
         assert preview.is_file() and sf.info(preview).samplerate == 40000  # written by write_preview

@@ -39,13 +39,11 @@ SOURCE_HZ = 130.0  # inside the training range 90..330 Hz, and so is its octave
 
 
 @pytest.fixture(scope="module")
-def vc(tmp_path_factory):
+def vc(standin_hubert):
     from infer.modules.vc import VC
     from infer.modules.vc.pipeline import WindowConfig
-    from tools.standin_writers import write_standin_hubert
 
-    hubert = write_standin_hubert(tmp_path_factory.mktemp("hubert") / "hubert_base.pt", size="base")
-    return VC(device="cpu", hubert_path=hubert, window=WindowConfig(pad_s=0.2))
+    return VC(device="cpu", hubert_path=standin_hubert, window=WindowConfig(pad_s=0.2))
 
 
 def _tone(f0: float, seconds: float = 2.0) -> np.ndarray:

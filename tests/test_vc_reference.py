@@ -52,16 +52,17 @@ def clip(fixture: dict[str, np.ndarray]) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory: pytest.TempPathFactory, clip: np.ndarray) -> dict[str, tuple[np.ndarray, int]]:
+def converted(
+    tmp_path_factory: pytest.TempPathFactory, clip: np.ndarray, standin_hubert: Path, standin_rmvpe: Path
+) -> dict[str, tuple[np.ndarray, int]]:
     from infer.modules.vc import VC
     from infer.modules.vc.pipeline import WindowConfig
-    from tools.standin_writers import write_standin_hubert, write_standin_rmvpe
 
     tmp = tmp_path_factory.mktemp("vcref")
     vc = VC(
         device="cpu",
-        hubert_path=write_standin_hubert(tmp / "hubert_base.pt", size="base"),
-        rmvpe_path=write_standin_rmvpe(tmp / "rmvpe.pt"),
+        hubert_path=standin_hubert,
+        rmvpe_path=standin_rmvpe,
         window=WindowConfig(),  # the reference's CPU windows (x_pad 1, x_query 6, x_center 38, x_max 41)
     )
     model, index = write_model(tmp / "model.pth"), write_index(tmp / "added_IVF1_Flat_nprobe_1_ref_v2.index")

@@ -276,6 +276,11 @@ def load_config(version: str, sample_rate: str, configs_dir: Path | None = None)
     return config_from_dict(raw, version, sample_rate, source=str(path))
 
 
+TINY_DISCRIMINATOR_PERIODS = (2,)
+"""The multi-period discriminator trained beside `tiny_network` (with the scale discriminator): one
+period instead of the version's six or eight: the full-size one would cost most of a tiny training step."""
+
+
 def tiny_network(cfg: RVCConfig) -> RVCConfig:
     """`cfg` with a synthesizer small enough for CPU tests, the demo's test mode and smoke benchmarks.
 

@@ -1,6 +1,7 @@
-"""Helpers for the tests: where the repository and ../shared are, tiny configs and trainings
-(`training`), real media files (`media`), a local HTTP server (`http_server`), the product servers
-(`product`). Fixtures built on them are in tests/conftest.py."""
+"""Helpers and fixtures for the tests: where the repository and ../shared are (here), stand-in weights
+(`standins`), tiny configs and trainings with the session's one trained run (`training`), real media
+files (`media`), local HTTP servers (`http_server`), the product servers (`product`). The fixture
+modules are loaded as plugins by tests/conftest.py."""
 
 from __future__ import annotations
 

@@ -17,11 +17,14 @@ The tests' conftest sets RVC_ALLOW_PRIVATE_URLS=1 so that the downloaders fetch 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
 
 
 @dataclass
@@ -35,8 +38,29 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class LocalHTTPServer:
-    """A threaded HTTP server on 127.0.0.1 with an ephemeral port; use as a context manager."""
+class BackgroundHTTPServer:
+    """A threaded HTTP server on 127.0.0.1 (an ephemeral port) answering with `handler`, served by a
+    daemon thread inside the `with` block."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}{path}"
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class LocalHTTPServer(BackgroundHTTPServer):
+    """Routes of `Reply`s (see the module docstring); use as a context manager."""
 
     def __init__(self) -> None:
         self.routes: dict[str, list[Reply]] = {}
@@ -47,7 +71,7 @@ class LocalHTTPServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, *args) -> None:  # quiet
+            def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
             def do_GET(self) -> None:  # noqa: N802
@@ -86,9 +110,7 @@ class LocalHTTPServer:
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     def add(
         self,
@@ -105,14 +127,40 @@ class LocalHTTPServer:
             self.routes[path] = responses or [Reply(status, body, content_type, content_length, delay_s)]
         return self.url(path)
 
-    def url(self, path: str) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}{path}"
 
-    def __enter__(self) -> LocalHTTPServer:
-        self._thread.start()
-        return self
+class WebhookReceiver(BackgroundHTTPServer):
+    """Collects the JSON bodies POSTed to it (cog's webhooks of async predictions); `url("/hook")`."""
 
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.cond = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                n = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(n) or b"{}")
+                with receiver.cond:
+                    receiver.events.append(body)
+                    receiver.cond.notify_all()
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        super().__init__(Handler)
+
+    def wait_for(self, pred: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any] | None:
+        """The first event satisfying `pred` (waiting up to `timeout` s), else None."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for e in self.events:
+                    if pred(e):
+                        return e
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.cond.wait(left)

@@ -1,50 +1,50 @@
-"""Helpers for the product tests (cog HTTP server, web UI): stand-in weights, servers on 127.0.0.1.
+"""The product servers for tests (cog HTTP server, web UI) on 127.0.0.1, with stand-in weights.
 
 Nothing is mocked: the cog server is cog 0.23.1's own (`python -m cog.server.http`, coglet), the web
-UI is `infer-web.py`, both started as real processes and spoken to over real sockets.
+UI is `infer-web.py`, both started as real processes and spoken to over real sockets. They run with
+the session's stand-in weights (`product_weights`), RVC_OFFLINE=1, the TEST-ONLY tiny network and
+discriminator (RVC_TEST_TINY_MODEL=1) and the session's extraction cache, so the same audio is
+extracted once for every job of the session.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.support import REPO_ROOT
 
 VENV_BIN = Path(sys.executable).parent
+READY_CEILING_S = 600.0  # a server that neither comes up nor exits by then is stuck
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
-def make_standin_weights(out: Path, version: str = "v2", sample_rate: str = "40k") -> Path:
-    """Write one job's stand-in weights (HuBERT full size, RMVPE, the pretrained f0 pair; real on-disk
-    formats, marked stand-in) with D's tool. Full-size HuBERT: the v2 network needs 768-dim features."""
-    if (out / "STANDIN_WEIGHTS.json").is_file():
-        return out
-    cmd = [sys.executable, "-m", "tools.make_standin_weights", "--out", str(out)]
-    cmd += ["--version", version, "--sample-rate", sample_rate, "--f0", "--f0-method", "rmvpe"]
-    subprocess.run(cmd, cwd=REPO_ROOT, check=True, capture_output=True, text=True, timeout=900)
-    return out
+@pytest.fixture(scope="session")
+def product_weights(standin_weights_dir: Path, standin_hubert: Path, standin_rmvpe: Path) -> Path:
+    """The weights folder of the product servers: the session's stand-in HuBERT and RMVPE (both
+    loaded by the Predictor's setup). The jobs train the tiny network from scratch: no pretrained pair."""
+    return standin_weights_dir
 
 
-def product_env(weights_dir: Path, jobs_dir: Path, **extra: str) -> dict[str, str]:
-    """The environment of a test server: stand-in weights, offline, the TEST-ONLY tiny network."""
+def product_env(weights_dir: Path, jobs_dir: Path, cache_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a test server: stand-in weights, offline, the TEST-ONLY tiny network, the
+    extraction cache in `cache_dir`."""
     env = dict(os.environ)
     env.update(
         PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
@@ -53,8 +53,7 @@ def product_env(weights_dir: Path, jobs_dir: Path, **extra: str) -> dict[str, st
         RVC_TEST_TINY_MODEL="1",
         RVC_JOBS_DIR=str(jobs_dir),
         RVC_ALLOW_PRIVATE_URLS="1",  # the audio is served on 127.0.0.1
-        # the extraction cache is shared by every job of the session (same audio -> features computed once)
-        RVC_CACHE_DIR=str(weights_dir.parent / "rvc-extract-cache"),
+        RVC_CACHE_DIR=str(cache_dir),
         GRADIO_ANALYTICS_ENABLED="False",
         HF_HUB_OFFLINE="1",
         OMP_NUM_THREADS="2",
@@ -64,7 +63,7 @@ def product_env(weights_dir: Path, jobs_dir: Path, **extra: str) -> dict[str, st
     return env
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     """SIGTERM the process group we started, SIGKILL it if it does not go."""
     if proc.poll() is not None:
         return
@@ -80,95 +79,61 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
 
 
 @contextmanager
-def cog_server(env: dict[str, str], log_path: Path, ready_timeout: float = 300.0) -> Iterator[tuple[str, int]]:
-    """cog 0.23.1's HTTP server on 127.0.0.1 running predict.py:Predictor; yields (base URL, its pid)."""
-    port = free_port()
-    env = dict(env, PORT=str(port), COG_PREDICT_TYPE_STUB="predict.py:Predictor", COG_LOG_LEVEL="info")
+def server_process(
+    name: str, cmd: list[str], env: dict[str, str], log_path: Path, ready: Callable[[], bool]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start the server `name` as `cmd` (its own process group, output to `log_path`), wait until `ready()` says it serves
+    (its errors: not yet) or it exits (an error with its log), yield it, stop it."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + ready_timeout
-        status = None
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + READY_CEILING_S
+        while not _ready(ready):
             if proc.poll() is not None:
-                raise RuntimeError(f"cog server exited ({proc.returncode}):\n{log_path.read_text()[-4000:]}")
-            try:
-                body = requests.get(base + "/health-check", timeout=5).json()
-                status = body.get("status")
-                if status == "READY":
-                    break
-                if status in ("SETUP_FAILED", "DEFUNCT"):
-                    raise RuntimeError(f"cog setup failed:\n{json.dumps(body.get('setup'), indent=1)[-4000:]}")
-            except requests.ConnectionError:
-                pass
+                raise RuntimeError(f"{name} exited ({proc.returncode}):\n{log_path.read_text()[-4000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not serving after {READY_CEILING_S}s:\n{log_path.read_text()[-4000:]}")
             time.sleep(0.5)
-        else:
-            raise RuntimeError(
-                f"cog server not READY after {ready_timeout}s (last {status}):\n{log_path.read_text()[-4000:]}"
-            )
-        yield base, proc.pid
+        yield proc
     finally:
         stop_process(proc)
 
 
-class WebhookReceiver:
-    """Collects the JSON bodies cog POSTs to a webhook URL (async predictions)."""
+def _ready(probe: Callable[[], bool]) -> bool:
+    try:
+        return probe()
+    except requests.RequestException:
+        return False
 
-    def __init__(self) -> None:
-        self.events: list[dict] = []
-        self.cond = threading.Condition()
-        receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
+@contextmanager
+def cog_server(env: dict[str, str], log_path: Path) -> Iterator[tuple[str, int]]:
+    """cog 0.23.1's HTTP server on 127.0.0.1 running predict.py:Predictor; yields (base URL, its pid)."""
+    port = free_port()
+    env = dict(env, PORT=str(port), COG_PREDICT_TYPE_STUB="predict.py:Predictor", COG_LOG_LEVEL="info")
+    base = f"http://127.0.0.1:{port}"
 
-            def do_POST(self) -> None:  # noqa: N802
-                n = int(self.headers.get("Content-Length", "0"))
-                body = json.loads(self.rfile.read(n) or b"{}")
-                with receiver.cond:
-                    receiver.events.append(body)
-                    receiver.cond.notify_all()
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+    def ready() -> bool:
+        body = requests.get(base + "/health-check", timeout=5).json()
+        if body.get("status") in ("SETUP_FAILED", "DEFUNCT"):
+            raise RuntimeError(f"cog setup failed ({body.get('status')}):\n{str(body.get('setup'))[-4000:]}")
+        return bool(body.get("status") == "READY")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+    cmd = [sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1"]
+    with server_process("the cog server", cmd, env, log_path, ready) as proc:
+        yield base, proc.pid
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
 
-    def wait_for(self, pred, timeout: float) -> dict | None:
-        """The first event satisfying `pred` (waiting up to `timeout` s), else None."""
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for e in self.events:
-                    if pred(e):
-                        return e
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self.cond.wait(left)
-
-    def __enter__(self) -> WebhookReceiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+@contextmanager
+def web_ui_server(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """`infer-web.py` on 127.0.0.1; yields its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    cmd = [sys.executable, "infer-web.py", "--host", "127.0.0.1", "--port", str(port)]
+    with server_process("infer-web.py", cmd, env, log_path, lambda: requests.get(url, timeout=5).status_code == 200):
+        yield url
 
 
 def descendants(pid: int) -> list[int]:

@@ -1,24 +1,37 @@
-"""Helpers for the training tests: a tiny network on ../shared/data/joe_1min through the real stages.
+"""Tiny trainings on ../shared/data/joe_1min through the real stages, as fixtures.
 
-`make_tiny_config()` is the real config with a network small enough for CPU tests. `tiny_modules()` is
-a `TrainModules` with that tiny synthesizer (3200-sample slices), a
-discriminator with one period (plus the scale discriminator), from scratch, pitch by pm, and a
-stand-in HuBERT base in the fairseq format (the real network with deterministic weights).
-`copy_experiment()` gives a test its own copy of an experiment folder.
+`make_tiny_config()` is the real config with a network small enough for CPU tests (the fixture
+`tiny_config` is that factory). The fixtures:
+
+- `extract_cache`: the session's extraction cache (the folder the product servers share too), so
+  the same audio is extracted once.
+- `tiny_modules(workdir, **options)`: a `TrainModules` with the tiny synthesizer (3200-sample
+  slices), a one-period discriminator (plus the scale discriminator), from scratch, pitch by pm.
+- `trained_run`: ONE whole run shared by every test that needs a trained experiment: check ->
+  preprocess -> features -> f0 -> filelist -> 2 epochs -> index -> zip, on joe's speech mixed with
+  another voice, white noise and music (which the check leaves out). Tests that train further work
+  on a copy (`copy_experiment`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infer.lib.config import RVCConfig, load_config, tiny_network
-from infer.lib.layout import ExperimentLayout
+import pytest
 
-_CACHE: dict[str, Any] = {}
-TINY_D_PERIODS = (2,)
+from infer.lib.cache import ArrayCache
+from infer.lib.config import TINY_DISCRIMINATOR_PERIODS, RVCConfig, load_config, tiny_network
+from infer.lib.layout import ExperimentLayout
+from infer.lib.options import TrainOptions
+from infer.lib.weights import HUBERT
+from infer.modules.train.pipeline import PipelineResult, TrainModules
+
+TinyModules = Callable[..., TrainModules]
 
 
 def make_tiny_config(version: str = "v2", sample_rate: str = "40k") -> RVCConfig:
@@ -33,19 +46,7 @@ def tiny_train_config() -> RVCConfig:
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, segment_size=3200))
 
 
-def standin_hubert(tmp_path_factory: Any) -> Path:
-    """A stand-in full-size HuBERT (`hubert_base.pt` layout), written once per session."""
-    if "hubert" not in _CACHE:
-        from tools.standin_writers import write_standin_hubert
-
-        d = tmp_path_factory.mktemp("weights")
-        _CACHE["hubert"] = write_standin_hubert(d / "hubert" / "hubert_base.pt", "base")
-    return _CACHE["hubert"]
-
-
-def tiny_options(**kw: Any) -> Any:
-    from infer.modules.train.pipeline import TrainOptions
-
+def tiny_options(**kw: Any) -> TrainOptions:
     base: dict[str, Any] = dict(
         experiment_name="joe",
         version="v2",
@@ -65,20 +66,78 @@ def tiny_options(**kw: Any) -> Any:
     return TrainOptions(**base)
 
 
-def tiny_modules(workdir: Path, tmp_path_factory: Any, **kw: Any) -> Any:
-    from infer.lib.cache import ArrayCache
-    from infer.modules.train.pipeline import TrainModules
+@pytest.fixture
+def tiny_config() -> Callable[..., RVCConfig]:
+    """Factory: `tiny_config("v2", "40k")` (`make_tiny_config`)."""
+    return make_tiny_config
 
-    if "cache" not in _CACHE:
-        _CACHE["cache"] = ArrayCache(tmp_path_factory.mktemp("extract-cache"))
-    return TrainModules(
-        tiny_options(**kw),
-        workdir,
-        weight_paths={"hubert/hubert_base.pt": standin_hubert(tmp_path_factory)},
-        config=tiny_train_config(),
-        cache=_CACHE["cache"],
-        train_overrides={"discriminator_periods": TINY_D_PERIODS, "log_every": 2},
-    )
+
+@pytest.fixture(scope="session")
+def extract_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of the session's extraction cache (given to the product servers as RVC_CACHE_DIR)."""
+    return tmp_path_factory.mktemp("extract-cache")
+
+
+@pytest.fixture(scope="session")
+def extract_cache(extract_cache_dir: Path) -> ArrayCache:
+    return ArrayCache(extract_cache_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_modules(standin_hubert: Path, extract_cache: ArrayCache) -> TinyModules:
+    """Factory: `tiny_modules(workdir, **options)` -> a `TrainModules` on `workdir` (options as
+    `tiny_options`), the session's stand-in HuBERT (`standin_hubert`) and extraction cache."""
+
+    def make(workdir: Path, **kw: Any) -> TrainModules:
+        return TrainModules(
+            tiny_options(**kw),
+            workdir,
+            weight_paths={HUBERT: standin_hubert},
+            config=tiny_train_config(),
+            cache=extract_cache,
+            train_overrides={"discriminator_periods": TINY_DISCRIMINATOR_PERIODS, "log_every": 2},
+        )
+
+    return make
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """The session's one whole tiny run: its modules (experiment folder, reports), result and zip."""
+
+    tm: TrainModules
+    result: PipelineResult
+    root: Path
+
+    @property
+    def zip(self) -> Path:
+        assert self.result.zip_path is not None
+        return Path(self.result.zip_path)
+
+    @property
+    def exp(self) -> ExperimentLayout:
+        return self.tm.exp
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """The train stage's report (history, held-out mel losses, steps)."""
+        assert self.tm._train_report is not None
+        return self.tm._train_report
+
+
+@pytest.fixture(scope="session")
+def trained_run(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_modules: TinyModules,
+    joe_1min: Path,
+    other_audio: dict[str, Path],
+) -> TrainedRun:
+    """check -> preprocess -> features -> f0 -> filelist -> 2 epochs -> index -> zip (checkpoints
+    included), on joe's four files mixed with another voice, white noise and music."""
+    root = tmp_path_factory.mktemp("trained-run")
+    tm = tiny_modules(root / "exp", include_checkpoints=True)
+    inputs = [*sorted(joe_1min.glob("*.wav")), other_audio["voice"], other_audio["noise"], other_audio["music"]]
+    return TrainedRun(tm=tm, result=tm.run(inputs, root / "joe.zip"), root=root)
 
 
 def copy_experiment(src: ExperimentLayout, dst: Path, keep_training: bool = False) -> ExperimentLayout:

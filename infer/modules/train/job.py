@@ -19,8 +19,9 @@ device, the weights settings, HuBERT on the device, the enhancer when its weight
 
 Environment: `RVC_JOBS_DIR` (where workspaces go; default the system temp dir), `RVC_CACHE_DIR` (the
 extraction cache across jobs, bounded by `RVC_CACHE_MAX_GB`; unset, each job's cache is in its
-workspace and goes with it), `RVC_TEST_TINY_MODEL=1` (TEST ONLY: a tiny network trained from scratch, so the HTTP API and web UI
-tests finish on a CPU; a model trained this way is useless).
+workspace and goes with it), `RVC_TEST_TINY_MODEL=1` (TEST ONLY: a tiny network and discriminator
+trained from scratch, so the HTTP API and web UI tests finish on a CPU; a model trained this way is
+useless).
 """
 
 from __future__ import annotations
@@ -366,8 +367,8 @@ def tiny_test_config(version: str, sample_rate: str) -> Any:
     from infer.lib.config import load_config, tiny_network
 
     cfg = tiny_network(load_config(version, sample_rate))
-    # half-length training slices: the (full-size) discriminator's cost follows the slice length
-    train = dataclasses.replace(cfg.train, log_interval=1, segment_size=cfg.data.hop_length * 16)
+    # training slices of 8 frames (a quarter of the usual): the discriminator's cost follows the slice length
+    train = dataclasses.replace(cfg.train, log_interval=1, segment_size=cfg.data.hop_length * 8)
     return dataclasses.replace(cfg, train=train)
 
 
@@ -471,12 +472,14 @@ def _job_modules(
     """The job's `TrainModules` (the other arguments as `run_job` got them): on the shared models'
     device with their HuBERT when there are shared models; the TEST-ONLY tiny network under
     `RVC_TEST_TINY_MODEL=1`."""
+    from infer.lib.config import TINY_DISCRIMINATOR_PERIODS
     from infer.modules.train.pipeline import TrainModules
 
     if config is None and tiny_mode():
         config = tiny_test_config(options.version, options.sample_rate)
         # the tiny test network cannot start from the published pretrained G/D (other shapes)
         options = dataclasses.replace(options, from_scratch=True)
+        train_overrides = {"discriminator_periods": TINY_DISCRIMINATOR_PERIODS, **(train_overrides or {})}
         _log.warning("%s=1: training the TEST-ONLY tiny network from scratch; the model will not be usable", TINY_ENV)
     if shared is not None and options.device is None:
         options = dataclasses.replace(options, device=str(shared.device))
