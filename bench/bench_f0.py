@@ -26,10 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.common import print_rows
+
 REFERENCE_S = {
     "joe_1min": {"pm": 1.4, "harvest": 7.4, "dio": 1.5, "rmvpe": 24.7},
     "joe_10min": {"pm": 9.5, "harvest": 74.0, "dio": 10.4, "rmvpe": 175.0},
 }
+
 SHARED = Path(os.environ.get("RVC_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
 
 
@@ -110,17 +113,10 @@ def main() -> None:
                     }
                 )
                 print(json.dumps(rows[-1]), flush=True)
-    print(
-        "\n| set | method | audio s | wall s | RTF | CPU s (all processes) | load avg | reference s | speed-up | workers |"
-    )
-    print(f"|{'---|' * 10}")
-    for r in rows:
-        print(
-            f"| {r['set']} | {r['method']} | {r['audio_s']} | {r['wall_s']} | {r['rtf']} | {r['cpu_s']} | {r['load']} | "
-            f"{r['reference_s'] or '-'} | {r['speedup'] or '-'} | {r['workers']} |"
-        )
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+    columns = [("set", "set"), ("method", "method"), ("audio s", "audio_s"), ("wall s", "wall_s"), ("RTF", "rtf")]
+    columns += [("CPU s (all processes)", "cpu_s"), ("load avg", "load"), ("reference s", "reference_s")]
+    columns += [("speed-up", "speedup"), ("workers", "workers")]
+    print_rows(rows, columns, args.json)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import print_rows
+
 REFERENCE_S = {"joe_1min": 15.0, "joe_10min": 77.0}
 SHARED = Path(os.environ.get("RVC_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
 
@@ -171,17 +173,10 @@ def main() -> None:
                 row["speedup_vs_baseline"] = round(base / report.wall_seconds, 2)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    print()
-    print("| set | audio s | segments | wall s | RTF | reference s | x ref | one-by-one s | x one-by-one | load avg |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['set']} | {r['audio_s']} | {r['segments']} | {r['wall_s']} | {r['rtf']} | "
-            f"{r.get('reference_wall_s', '-')} | {r.get('speedup_vs_reference', '-')} | "
-            f"{r.get('baseline_one_by_one_s', '-')} | {r.get('speedup_vs_baseline', '-')} | {r['loadavg_1min_before']} |"
-        )
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+    columns = [("set", "set"), ("audio s", "audio_s"), ("segments", "segments"), ("wall s", "wall_s"), ("RTF", "rtf")]
+    columns += [("reference s", "reference_wall_s"), ("x ref", "speedup_vs_reference")]
+    columns += [("one-by-one s", "baseline_one_by_one_s"), ("x one-by-one", "speedup_vs_baseline")]
+    print_rows(rows, [*columns, ("load avg", "loadavg_1min_before")], args.json)
 
 
 if __name__ == "__main__":

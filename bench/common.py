@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import json
 import os
 import platform
 import resource
@@ -200,3 +201,12 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def print_rows(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], json_path: Path | None) -> None:
+    """Print `rows` as a markdown table of `columns` ((header, key) pairs; a missing or None value is
+    '-', other values as they are), then write the rows as JSON to `json_path` when given."""
+    cells = [["-" if r.get(key) is None else str(r[key]) for _, key in columns] for r in rows]
+    print("\n" + markdown_table([header for header, _ in columns], cells))
+    if json_path:
+        json_path.write_text(json.dumps(list(rows), indent=2))

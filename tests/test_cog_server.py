@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import requests
 
+from infer.lib.cache import ArrayCache
 from tests.support import REPO_ROOT
 from tests.support.http_server import LocalHTTPServer, WebhookReceiver
 from tests.support.product import cog_server, descendants, product_env
@@ -39,11 +40,11 @@ CEILING_S = 600  # for events that come within seconds or a minute: only a hung 
 
 @pytest.fixture(scope="module")
 def server(
-    tmp_path_factory: pytest.TempPathFactory, joe_1min: Path, product_weights: Path, extract_cache_dir: Path
+    tmp_path_factory: pytest.TempPathFactory, joe_1min: Path, product_weights: Path, extract_cache: ArrayCache
 ) -> Iterator[dict[str, Any]]:
     jobs = tmp_path_factory.mktemp("jobs")
     log = tmp_path_factory.mktemp("logs") / "cog.log"
-    env = product_env(product_weights, jobs, extract_cache_dir)
+    env = product_env(product_weights, jobs, extract_cache)
     with LocalHTTPServer() as audio, cog_server(env, log) as (base, pid):
         urls = []
         # 40 s of speech: over the 30 s the data check asks for, quick to extract

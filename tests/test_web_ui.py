@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from infer.lib.cache import ArrayCache
 from infer.lib.errors import UserInputError
 from infer.modules import webui as web
 from tests.support.product import product_env, web_ui_server
@@ -81,13 +82,13 @@ def test_model_from_upload_picks_the_final_model_and_index(tmp_path):
 
 @pytest.fixture(scope="module")
 def web_ui(
-    tmp_path_factory: pytest.TempPathFactory, product_weights: Path, extract_cache_dir: Path
+    tmp_path_factory: pytest.TempPathFactory, product_weights: Path, extract_cache: ArrayCache
 ) -> Iterator[dict[str, Any]]:
     if not CHROMIUM.exists():
         pytest.skip("Debian chromium (/usr/bin/chromium) is not installed; `make setup` installs it")
     jobs = tmp_path_factory.mktemp("jobs")
     log_path = tmp_path_factory.mktemp("logs") / "web.log"
-    with web_ui_server(product_env(product_weights, jobs, extract_cache_dir), log_path) as url:
+    with web_ui_server(product_env(product_weights, jobs, extract_cache), log_path) as url:
         yield {"url": url, "log": log_path, "jobs": jobs}
 
 

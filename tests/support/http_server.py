@@ -47,16 +47,20 @@ class BackgroundHTTPServer:
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}{path}"
-
     def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
         self._server.shutdown()
         self._server.server_close()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}{path}"
 
 
 class LocalHTTPServer(BackgroundHTTPServer):

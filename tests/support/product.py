@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from infer.lib.cache import ArrayCache
 from tests.support import REPO_ROOT
 
 VENV_BIN = Path(sys.executable).parent
@@ -42,9 +43,10 @@ def product_weights(standin_weights_dir: Path, standin_hubert: Path, standin_rmv
     return standin_weights_dir
 
 
-def product_env(weights_dir: Path, jobs_dir: Path, cache_dir: Path, **extra: str) -> dict[str, str]:
+def product_env(weights_dir: Path, jobs_dir: Path, cache: ArrayCache, **extra: str) -> dict[str, str]:
     """The environment of a test server: stand-in weights, offline, the TEST-ONLY tiny network, the
-    extraction cache in `cache_dir`."""
+    extraction cache `cache` (the session's: the same audio is extracted once)."""
+    assert cache.root is not None
     env = dict(os.environ)
     env.update(
         PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
@@ -53,7 +55,7 @@ def product_env(weights_dir: Path, jobs_dir: Path, cache_dir: Path, **extra: str
         RVC_TEST_TINY_MODEL="1",
         RVC_JOBS_DIR=str(jobs_dir),
         RVC_ALLOW_PRIVATE_URLS="1",  # the audio is served on 127.0.0.1
-        RVC_CACHE_DIR=str(cache_dir),
+        RVC_CACHE_DIR=str(cache.root),
         GRADIO_ANALYTICS_ENABLED="False",
         HF_HUB_OFFLINE="1",
         OMP_NUM_THREADS="2",

@@ -73,14 +73,9 @@ def tiny_config() -> Callable[..., RVCConfig]:
 
 
 @pytest.fixture(scope="session")
-def extract_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The folder of the session's extraction cache (given to the product servers as RVC_CACHE_DIR)."""
-    return tmp_path_factory.mktemp("extract-cache")
-
-
-@pytest.fixture(scope="session")
-def extract_cache(extract_cache_dir: Path) -> ArrayCache:
-    return ArrayCache(extract_cache_dir)
+def extract_cache(tmp_path_factory: pytest.TempPathFactory) -> ArrayCache:
+    """The session's extraction cache (its folder is the product servers' RVC_CACHE_DIR too)."""
+    return ArrayCache(tmp_path_factory.mktemp("extract-cache"))
 
 
 @pytest.fixture(scope="session")
