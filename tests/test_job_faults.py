@@ -143,7 +143,7 @@ _SIGTERM_JOB = textwrap.dedent(
 
 def test_sigterm_during_download_stops_the_job_and_removes_its_files(tmp_path: Path) -> None:
     with LocalHTTPServer() as srv:
-        url = srv.add("/stall.wav", b"x" * 100, delay_s=60)
+        url = srv.add("/stall.wav", b"x" * 100, delay_s=300)
         env = {**os.environ, "RVC_ALLOW_PRIVATE_URLS": "1", "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(
             [sys.executable, "-c", _SIGTERM_JOB, url, str(tmp_path / "jobs")],
@@ -156,13 +156,13 @@ def test_sigterm_during_download_stops_the_job_and_removes_its_files(tmp_path: P
             assert srv.hits["/stall.wav"] == 1
             t0 = time.monotonic()
             proc.send_signal(signal.SIGTERM)
-            out, _ = proc.communicate(timeout=30)
+            out, _ = proc.communicate(timeout=300)
             elapsed = time.monotonic() - t0
         finally:
             if proc.poll() is None:
                 proc.kill()
     assert proc.returncode == -signal.SIGTERM, out
-    assert elapsed < 5, (elapsed, out)
+    assert elapsed < 30, (elapsed, out)  # at once: well before the download's 60 s read timeout
     assert "job stopped (SIGTERM)" in out and "Traceback" not in out, out
     assert [p.name for p in (tmp_path / "jobs").iterdir()] == []  # no job folder left
     assert srv.hits["/stall.wav"] == 1
@@ -178,14 +178,14 @@ def test_a_worker_dies_with_its_killed_parent(tmp_path: Path) -> None:
     parent = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}, {str(pid_file)!r}]); time.sleep(60)"
     proc = subprocess.Popen([sys.executable, "-c", parent], cwd=REPO_ROOT)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while not pid_file.is_file() or not pid_file.read_text():
             assert time.monotonic() < deadline
             time.sleep(0.05)
         pid = int(pid_file.read_text())
         proc.kill()
         proc.wait(10)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30  # the kernel ends it with its parent; only a survivor lasts this long
         while (
             Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
         ):
@@ -233,7 +233,7 @@ def test_sigterm_during_training_reaches_both_the_trainer_and_the_job() -> None:
     with sigterm_stops(job_cancel, reraise=False) as stop:
         with sigterm_sets(train_cancel):
             os.kill(os.getpid(), signal.SIGTERM)
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 60
             while not train_cancel.is_set() and time.monotonic() < deadline:
                 time.sleep(0.01)
     assert train_cancel.is_set() and job_cancel.is_set() and stop.received
