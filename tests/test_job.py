@@ -136,11 +136,9 @@ def test_terminate_children_stops_the_whole_tree():
             time.sleep(0.05)
         tree = [child.pid, *children_of(child.pid)]
         assert len(tree) == 2
-        t0 = time.monotonic()
         n = terminate_children(grace=2.0)
         assert n >= 2
-        assert child.wait(5) is not None
-        assert time.monotonic() - t0 < 5
+        assert child.wait(30) is not None  # a child left running sleeps for 60 s
         for pid in tree:
             stat = Path(f"/proc/{pid}/stat")
             assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
