@@ -15,18 +15,23 @@ is printed: on a shared machine trust CPU seconds more than wall time.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 SHARED = Path(os.environ.get("RVC_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
 
 
-def _timed(fn) -> tuple[float, float, object]:
+def _timed(fn: Callable[[], T]) -> tuple[float, float, T]:
     w, c = time.perf_counter(), time.process_time()
     out = fn()
     return time.perf_counter() - w, time.process_time() - c, out
@@ -66,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows["check"].append((w, c))
                 parts.append(rep.seconds)
             exp = ExperimentLayout(work / f"exp{r}", "v2")
-            w, c, _ = _timed(lambda exp=exp: preprocess(files, exp, 40000, trim_silence=True))
+            w, c, _ = _timed(functools.partial(preprocess, files, exp, 40000, trim_silence=True))
             if r:
                 rows["preprocess"].append((w, c))
             shutil.rmtree(exp.root, ignore_errors=True)
@@ -75,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     med = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)) for k, v in rows.items()}
     part_med = {k: round(statistics.median(d[k] for d in parts), 3) for k in parts[0]}
     audio_s = rep.total_duration_s
-    result = {
+    result: dict[str, Any] = {
         "data": str(src.name),
         "files": len(files),
         "audio_s": audio_s,

@@ -66,13 +66,14 @@ def baseline_seconds(weights: Path, exp_root: Path, version: str) -> float:
     import torch
 
     from infer.lib.audio import list_segments, read_wav16k
-    from infer.lib.hubert import load_hubert
+    from infer.lib.hubert import SelfAttention, load_hubert
 
     start = time.monotonic()
     model = load_hubert(weights, "cpu")
     model.train(False)  # eval without the fused q/k/v projections of prepare_inference
-    for layer in model.encoder.layers:
-        layer.self_attn.unfuse()
+    for m in model.modules():
+        if isinstance(m, SelfAttention):
+            m.unfuse()
     out = exp_root / "baseline"
     out.mkdir(exist_ok=True)
     for p in list_segments(exp_root / "1_16k_wavs"):
@@ -121,7 +122,7 @@ def main() -> None:
     import torch
 
     from infer.lib.cache import ArrayCache
-    from infer.lib.hubert import load_hubert
+    from infer.lib.hubert import HubertModel, load_hubert
     from infer.lib.layout import ExperimentLayout
     from infer.lib.log import setup_logging
     from infer.modules.train.extract_features import extract_features
@@ -137,7 +138,7 @@ def main() -> None:
             root = Path(tmp) / name
             how, audio_s = make_segments(SHARED / "data" / name, root, args.version)
             load_before = os.getloadavg()[0]
-            hubert: object = weights
+            hubert: HubertModel | Path = weights
             if args.bf16:
                 hubert = load_hubert(weights, "cpu").to(torch.bfloat16).prepare_inference()
             report = extract_features(

@@ -69,9 +69,9 @@ class FakeCuda:
 
 
 @contextlib.contextmanager
-def emulated_cuda(**kw: object) -> Iterator[FakeCuda]:
+def emulated_cuda(**kw: Any) -> Iterator[FakeCuda]:
     """Inside, torch.cuda reports the `FakeCuda(**kw)` machine; TF32 flags are restored on leaving."""
-    fake = FakeCuda(**kw)  # type: ignore[arg-type]
+    fake = FakeCuda(**kw)
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     patches: list[contextlib.AbstractContextManager[Any]] = [
         mock.patch("torch.cuda.is_available", lambda: True),

@@ -360,7 +360,7 @@ def gpu_part(work: Path, quick: bool, audio_dir: Path | None = None) -> tuple[li
 
         cfg = load_config("v2", "40k")
         key = next((k for k in fit if k.startswith("40k") and not k.endswith("fp32")), None)
-        slope, intercept = fit.get(key, (AUTO_BATCH.per_item_gib_half, AUTO_BATCH.fixed_gib))
+        slope, intercept = fit[key] if key is not None else (AUTO_BATCH.per_item_gib_half, AUTO_BATCH.fixed_gib)
         cap_gib = (intercept + 2.5 * slope) * 1.1
         frac = min(0.9, cap_gib * GiB / props.total_memory)
         root = work / "capped"
@@ -420,7 +420,7 @@ def gpu_part(work: Path, quick: bool, audio_dir: Path | None = None) -> tuple[li
             n = min(len(outs[True]), len(outs[False]))
             diff = outs[True][:n] - outs[False][:n]
             figs["conversion_rel_err"] = round(
-                float(np.linalg.norm(diff) / max(1e-9, np.linalg.norm(outs[False][:n]))), 5
+                float(np.linalg.norm(diff) / max(1e-9, float(np.linalg.norm(outs[False][:n])))), 5
             )
         devlib.release_memory()
         return rel_h < HUBERT_FP16_MAX_REL_ERR, figs
@@ -461,6 +461,8 @@ def gpu_part(work: Path, quick: bool, audio_dir: Path | None = None) -> tuple[li
                     enhance_audio=False, experiment_name=f"job{i}", seed=1,
                 )  # fmt: skip
                 out = run_job(options, inputs, Workspace.create(), shared_models=p.shared).zip_path  # as predict()
+                if out is None:
+                    raise RuntimeError("run_job returned no model zip")
                 with zipfile.ZipFile(out) as z:
                     card = json.loads(z.read("model_card.json"))
                 torch.cuda.synchronize(dev)

@@ -56,7 +56,7 @@ def _accepts(module: str, name: str) -> dict[str, str]:
     from cog.input import FieldInfo
 
     predictor = getattr(importlib.import_module(module), name)
-    fn = getattr(predictor, "run", None) if "run" in vars(predictor) else predictor.predict
+    fn = predictor.run if "run" in vars(predictor) else predictor.predict
     out = {}
     for pname, param in inspect.signature(fn).parameters.items():
         if isinstance(param.default, FieldInfo) and param.default.accept:

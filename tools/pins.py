@@ -289,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     report = check_wheels()
     for p, wheel in report.found.items():
         print(f"ok       {p.name + '==' + p.version:<32} {wheel}")
-    for key, wheel in report.gpu_index.items():
-        print(f"{'ok' if wheel else 'MISSING':<8} {key:<32} {wheel or ''}")
+    for key, gpu_wheel in report.gpu_index.items():
+        print(f"{'ok' if gpu_wheel else 'MISSING':<8} {key:<32} {gpu_wheel or ''}")
     for url in report.unreachable:
         print(f"skipped  {url}: not reachable from here")
     for msg in report.missing:

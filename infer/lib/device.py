@@ -161,10 +161,10 @@ def release_memory() -> None:
 
 
 def _param_device(model: torch.nn.Module) -> torch.device | None:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
     return None
 
 

@@ -46,18 +46,20 @@ MODEL_SR = 48000
 POINTER_FILE = "last_best_checkpoint"
 CHECKPOINT_FILE = "last_best_checkpoint.pt"
 # The decoding settings of clearvoice's config/inference/MossFormer2_SE_48K.yaml (clearvoice 0.1.2).
+_ONE_TIME_DECODE_S = 20
+_WIN_LEN = 1920
 _DECODE_ARGS = dict(
     network=MODEL_NAME,
     sampling_rate=MODEL_SR,
-    one_time_decode_length=20,
+    one_time_decode_length=_ONE_TIME_DECODE_S,
     decode_window=4,
     win_type="hamming",
-    win_len=1920,
+    win_len=_WIN_LEN,
     win_inc=384,
     fft_len=1920,
     num_mels=60,
 )
-_MIN_SAMPLES = 2 * _DECODE_ARGS["win_len"]
+_MIN_SAMPLES = 2 * _WIN_LEN
 
 
 def mossformer2_dir(weights_dir: str | os.PathLike[str]) -> Path:
@@ -160,7 +162,7 @@ class AudioEnhancer:
         chunk_s: float = 10.0,
         overlap_s: float = 1.0,
     ):
-        if not 0 < overlap_s < chunk_s <= _DECODE_ARGS["one_time_decode_length"]:
+        if not 0 < overlap_s < chunk_s <= _ONE_TIME_DECODE_S:
             raise ValueError("AudioEnhancer: need 0 < overlap_s < chunk_s <= 20")
         self.checkpoint_dir = Path(checkpoint_dir)
         self.device = str(device)

@@ -25,7 +25,7 @@ import os
 import pickle
 import types
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from infer.lib.errors import WeightsError
 
@@ -100,6 +100,11 @@ class InertObject:
     """
 
     pickled_class: ClassVar[str] = "?"
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    state: Any
+    items: dict[Any, Any]
+    list_items: list[Any]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> InertObject:
         obj = super().__new__(cls)
@@ -139,7 +144,7 @@ def _keys(state: Any) -> Any:
 def inert_class(dotted: str) -> type[InertObject]:
     """A fresh `InertObject` subclass that pickles as the global `dotted` (`module.Name`)."""
     module, _, name = dotted.rpartition(".")
-    cls = types.new_class(name, (InertObject,), {})
+    cls = cast(type[InertObject], types.new_class(name, (InertObject,), {}))
     cls.__module__ = module
     cls.__qualname__ = name
     cls.pickled_class = dotted
@@ -167,7 +172,26 @@ def _restricted_load(file: Any, **kwargs: Any) -> Any:
     return RestrictedUnpickler(file, **kwargs).load()
 
 
-class _InertPickler(pickle._Pickler):  # type: ignore[name-defined,misc]
+if TYPE_CHECKING:
+
+    class _PurePickler(pickle._Pickler):
+        """The members of the pure-Python pickler used below, which typeshed leaves undeclared."""
+
+        proto: int
+
+        def save(self, obj: Any, save_persistent_id: bool = True) -> None: ...
+        def write(self, data: bytes) -> Any: ...
+        def memoize(self, obj: Any) -> None: ...
+        def save_global(self, obj: Any, name: str | None = None) -> None: ...
+        def save_reduce(
+            self, func: Any, args: Any, state: Any = None, *rest: Any, obj: Any = None, **kw: Any
+        ) -> None: ...
+
+else:
+    _PurePickler = pickle._Pickler
+
+
+class _InertPickler(_PurePickler):
     """The pure-Python pickler, writing `InertObject` classes as GLOBAL <their recorded path>.
 
     The stock pickler checks that a class can be imported by its name; ours are placeholders for

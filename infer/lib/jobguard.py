@@ -120,6 +120,23 @@ class StopState:
     received: bool = False
 
 
+class _StopHandler:
+    """The SIGTERM handler of `sigterm_stops`: records the signal and sets `cancel`.
+
+    `_rvc_chain` marks it for inner handlers (training), which call it too.
+    """
+
+    _rvc_chain = True
+
+    def __init__(self, state: StopState, cancel: threading.Event) -> None:
+        self.state = state
+        self.cancel = cancel
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.state.received = True
+        self.cancel.set()
+
+
 @contextlib.contextmanager
 def sigterm_stops(cancel: threading.Event, reraise: bool = True) -> Iterator[StopState]:
     """See the module docstring. Outside the main thread nothing is installed."""
@@ -128,12 +145,7 @@ def sigterm_stops(cancel: threading.Event, reraise: bool = True) -> Iterator[Sto
         yield state
         return
 
-    def handler(signum: int, frame: Any) -> None:
-        state.received = True
-        cancel.set()
-
-    handler._rvc_chain = True  # type: ignore[attr-defined] - inner handlers (training) call it too
-    old = signal.signal(signal.SIGTERM, handler)
+    old = signal.signal(signal.SIGTERM, _StopHandler(state, cancel))
     try:
         yield state
     finally:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from collections.abc import Iterable, Iterator, Sized
+from typing import TextIO, TypeVar
 
 from tqdm import tqdm
 
@@ -43,6 +43,12 @@ def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(f"{ROOT}.{name}" if not name.startswith(ROOT) else name)
 
 
+class _StdoutHandler(logging.StreamHandler[TextIO]):
+    """The stdout handler `setup_logging` installs once; `_rvc_stdout` marks it."""
+
+    _rvc_stdout = True
+
+
 def setup_logging(level: int = logging.INFO, log_file: str | None = None) -> None:
     """Send the project's logs to stdout (and `log_file`); safe to call more than once."""
     root = logging.getLogger(ROOT)
@@ -50,9 +56,8 @@ def setup_logging(level: int = logging.INFO, log_file: str | None = None) -> Non
     root.propagate = False
     fmt = RedactingFormatter()
     if not any(getattr(h, "_rvc_stdout", False) for h in root.handlers):
-        h = logging.StreamHandler(sys.stdout)
+        h = _StdoutHandler(sys.stdout)
         h.setFormatter(fmt)
-        h._rvc_stdout = True  # type: ignore[attr-defined]
         root.addHandler(h)
     if log_file and not any(getattr(h, "baseFilename", None) == str(log_file) for h in root.handlers):
         fh = logging.FileHandler(log_file)
@@ -74,9 +79,9 @@ def progress(
     every: float = 10.0,
 ) -> Iterator[T]:
     """Iterate `items` showing progress: a tqdm bar in a terminal, else a log line each `every` %."""
-    if total is None:
+    if total is None and isinstance(items, Sized):
         try:
-            total = len(items)  # type: ignore[arg-type]
+            total = len(items)
         except TypeError:
             total = None
     if is_terminal():

@@ -28,8 +28,12 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from resemblyzer import VoiceEncoder
 
 SR = 16000
 PARTIAL_FRAMES = 160  # 10 ms mel frames per partial: 1.6 s
@@ -43,7 +47,7 @@ EMBED_DIM = 256
 MAX_CANDIDATES = 1000
 
 
-def load_voice_encoder(device: str = "cpu") -> object:
+def load_voice_encoder(device: str = "cpu") -> VoiceEncoder:
     """resemblyzer's `VoiceEncoder` with its wheel's `pretrained.pt` (a state dict; torch.load's
     default `weights_only=True` in torch >= 2.6 reads it)."""
     with warnings.catch_warnings():
@@ -131,10 +135,10 @@ def mel_frames(pieces: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(mel.transpose(0, 2, 1)[:, :PARTIAL_FRAMES], dtype=np.float32)
 
 
-def mean_embedding(vectors: np.ndarray, weights: Sequence[float] | None = None) -> np.ndarray:
+def mean_embedding(vectors: np.ndarray, weights: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
     """The normalised (weighted) mean of unit vectors [n, 256] -> [256]."""
     m = np.average(np.asarray(vectors, dtype=np.float64), axis=0, weights=weights)
-    return (m / max(np.linalg.norm(m), 1e-12)).astype(np.float32)
+    return (m / max(float(np.linalg.norm(m)), 1e-12)).astype(np.float32)
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> float:

@@ -29,8 +29,12 @@ import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 SR = 16000
 WINDOW = 512  # samples per probability at 16 kHz (32 ms)
@@ -62,7 +66,7 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(n)
 
 
-def load_silero_model() -> object:
+def load_silero_model() -> torch.jit.ScriptModule:
     """The JIT Silero VAD model from the wheel, on the CPU, torch's thread count left as it was."""
     import torch
 

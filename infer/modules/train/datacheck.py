@@ -176,20 +176,20 @@ def check_data(
     from infer.lib.audio import probe_all
     from infer.lib.vad import get_speech_detector, speech_seconds
 
-    files = [Path(f) for f in files]
-    if not files:
+    paths = [Path(f) for f in files]
+    if not paths:
         raise UserInputError("no audio files to train on: give audio URLs or a dataset zip")
-    infos = probe_all(files)  # one error naming every unreadable file
+    infos = probe_all(paths)  # one error naming every unreadable file
     times = {"decode": 0.0, "vad": 0.0, "speaker": 0.0}
     detector = detector or get_speech_detector()
-    n_samples = [0] * len(files)
-    regions: list[list[tuple[int, int]]] = [[] for _ in files]
+    n_samples = [0] * len(paths)
+    regions: list[list[tuple[int, int]]] = [[] for _ in paths]
     file_units: dict[int, list[list[tuple[int, int]]]] = {}
     flat: list[tuple[int, list[tuple[int, int]]]] = []  # (file, unit regions), embedded in unit_embs
     unit_embs: list[np.ndarray] = []
     for batch in _batches([float(i.get("duration_s") or 0.0) for i in infos]):
         t0 = time.monotonic()
-        audios = _decode([files[i] for i in batch])
+        audios = _decode([paths[i] for i in batch])
         t1 = time.monotonic()
         found = detector.speech(audios)
         t2 = time.monotonic()
@@ -243,7 +243,7 @@ def check_data(
 
     checks: list[FileCheck] = []
     n_train = 0
-    for i, f in enumerate(files):
+    for i, f in enumerate(paths):
         sim = sims.get(i)
         other = sim is not None and sim < spk.OTHER_SPEAKER
         if speech_s[i] < min_file_speech_s:
@@ -292,7 +292,7 @@ def check_data(
     log_report(report)
     if report.speech_s < min_speech_s:
         raise UserInputError(
-            f"only {report.speech_s:.1f} s of speech found in the {len(files)} file(s) to train on "
+            f"only {report.speech_s:.1f} s of speech found in the {len(paths)} file(s) to train on "
             f"({report.total_duration_s:.1f} s of audio in all); at least {min_speech_s:.0f} s of speech are needed, "
             "10 minutes or more for a good voice. "
             + ("; ".join(report.warnings[:3]) + ". " if report.warnings else "")

@@ -357,7 +357,7 @@ def onednn(device: torch.device, enabled: bool = True) -> Iterator[None]:
         yield
         return
     before = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = enabled
+    torch.backends.mkldnn.enabled = enabled  # type: ignore[assignment]  # torch declares the flag as its descriptor
     try:
         yield
     finally:

@@ -326,11 +326,12 @@ class VC:
         else:
             p = _existing_file(path, "index file")
             digest = self._indexes.digest(p)
-            index = self._indexes.get(digest)
-            if index is None:
-                index = LoadedIndex(sha256=digest, path=p, features=read_feature_index(p))
-                _log.info("loaded index %s (%d vectors of %d dims)", p.name, index.features.size, index.dim)
-                self._indexes.put(digest, index)
+            cached = self._indexes.get(digest)
+            if cached is None:
+                cached = LoadedIndex(sha256=digest, path=p, features=read_feature_index(p))
+                _log.info("loaded index %s (%d vectors of %d dims)", p.name, cached.features.size, cached.dim)
+                self._indexes.put(digest, cached)
+            index = cached
         if model is not None and index.dim != model.content_dim:
             kinds = {v: k for k, v in CONTENT_DIMS.items()}
             kind = f"a {kinds[index.dim]} index" if index.dim in kinds else "not an RVC index"
