@@ -13,7 +13,7 @@ under 10 minutes on one GPU. Two parts:
   precision on capability 7.0 / 7.5 / 8.0 / 9.0, segment length, OOM classification, auto batch of
   two ranks, and the real tiny trainer's GradScaler out-of-memory retry under CPU autocast;
 - the GPU part (only where `torch.cuda.is_available()`): torch/CUDA/capability facts; the trainer's
-  start with device None (defect 1 of issue 14); the tiny trainer on cuda:0 in bf16 (where native)
+  start with device None (it picks cuda:0 and sets it current); the tiny trainer on cuda:0 in bf16 (where native)
   and in forced fp16 + GradScaler, finite losses; the out-of-memory retry in both modes; full-size
   v2/40k and v2/48k training steps at batch 1, 2, 4, 8 with peak memory and the `AUTO_BATCH`
   constants they imply; a real out-of-memory under a capped memory fraction (the job survives);
@@ -484,7 +484,7 @@ def gpu_part(work: Path, quick: bool, audio_dir: Path | None = None) -> tuple[li
         }
         return same_batch and back, figs
 
-    _run(rows, "gpu", "trainer start, device None (defect 1)", trainer_start)
+    _run(rows, "gpu", "trainer start, device None", trainer_start)
     _run(rows, "gpu", "tiny trainer bf16", tiny_train("bf16", oom=False))
     _run(rows, "gpu", "tiny trainer fp16 + GradScaler", tiny_train("fp16", oom=False))
     _run(rows, "gpu", "OOM retry bf16", tiny_train("bf16", oom=True))

@@ -244,7 +244,7 @@ def test_auto_batch_is_the_minimum_across_two_gloo_ranks() -> None:
             )
             for r in (0, 1)
         ]
-    assert own == [13, 14]  # the emulated machine makes the ranks disagree, as the issue measured
+    assert own == [13, 14]  # the ranks' own free memory leads them to different batch sizes
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     with socket.socket() as sk:

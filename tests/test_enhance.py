@@ -27,7 +27,7 @@ from tools.standin_writers import write_standin_mossformer2
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    """The CPU test machines are shared: one torch thread avoids oversubscription (10x slower otherwise)."""
+    """The CPU test machines are shared: one torch thread avoids oversubscription."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

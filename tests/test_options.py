@@ -36,7 +36,7 @@ SEED_API_DEFAULTS = {
     "resume_from": None,
     "include_checkpoints": False,
     "seed": None,
-    "keep_other_speakers": False,  # issue 20's input, after the seed's
+    "keep_other_speakers": False,  # not in the seed's API: after its inputs
 }
 PUBLIC = [n for n, f in OPTION_FIELDS.items() if f.metadata["public"]]
 

@@ -90,7 +90,7 @@ def test_zip_holds_no_host_paths_or_secrets(trained_run: TrainedRun) -> None:
 
 
 def test_the_voice_alone_is_trained_and_the_others_named(trained_run: TrainedRun) -> None:
-    """The issue's "done when": joe's files mixed with another voice, noise and music train on joe alone;
+    """Joe's files mixed with another voice, noise and music train on joe alone;
     the card and the log name the three others and why; the card has the preview's speaker similarity."""
     exp = trained_run.exp
     with zipfile.ZipFile(trained_run.zip) as z:

@@ -9,7 +9,8 @@ from tools.gen_schema import SCHEMA_PATH, build_schema, render
 
 # The seed's documented inputs: existing API callers send these names and rely on these defaults.
 SEED_DEFAULTS = {"sample_rate": "48k", "version": "v2", "f0method": "rmvpe_gpu", "epoch": 10, "batch_size": "7"}
-ISSUE_INPUTS = [
+# The public inputs, in the form's order.
+PUBLIC_INPUTS = [
     "wav_urls",
     "dataset",
     "sample_rate",
@@ -41,8 +42,8 @@ def test_schema_inputs_match_the_documented_api():
     schema = json.loads(SCHEMA_PATH.read_text())
     comps = schema["components"]["schemas"]
     props = comps["Input"]["properties"]
-    assert list(props) == ISSUE_INPUTS
-    assert [props[n]["x-order"] for n in ISSUE_INPUTS] == list(range(len(ISSUE_INPUTS)))
+    assert list(props) == PUBLIC_INPUTS
+    assert [props[n]["x-order"] for n in PUBLIC_INPUTS] == list(range(len(PUBLIC_INPUTS)))
     for name, default in SEED_DEFAULTS.items():
         assert props[name]["default"] == default, name
     assert comps["sample_rate"]["enum"] == ["32k", "40k", "48k"]

@@ -1,4 +1,4 @@
-"""Issue 8: `f0_up_key=12` doubles the measured pitch of the converted OUTPUT (not only of the NSF source).
+"""`f0_up_key=12` doubles the measured pitch of the converted OUTPUT (not only of the NSF source).
 
 A random-weight generator's output pitch is unrelated to its pitch input (see
 `test_vc.test_f0_up_key_12_doubles_the_pitch_of_the_nsf_excitation`), so these tests use a tiny

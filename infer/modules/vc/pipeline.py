@@ -347,11 +347,11 @@ def seeded(seed: int | None) -> Iterator[None]:
 def onednn(device: torch.device, enabled: bool = True) -> Iterator[None]:
     """On the CPU, run with oneDNN (mkldnn) on or off inside the block (restored after).
 
-    Conversion runs with oneDNN on (2-3x faster convolutions than PyTorch's own CPU kernels, which
-    allocate and free im2col buffers on every call). oneDNN keeps a primitive for every input shape
-    it sees; for HuBERT and RMVPE that costs about 1 MiB a new window length (measured), for the
-    synthesizer 40-50 MiB, so the synthesizer only ever sees frame counts rounded up to
-    `SYNTH_BUCKET_FRAMES` (a few shapes: memory stays bounded on long inputs).
+    Conversion runs with oneDNN on: its convolutions take less CPU time than PyTorch's own CPU
+    kernels, which allocate and free im2col buffers on every call. oneDNN keeps a primitive for every
+    input shape it sees, small for HuBERT and RMVPE and tens of MiB for the synthesizer, so the
+    synthesizer only ever sees frame counts rounded up to `SYNTH_BUCKET_FRAMES` (a few shapes: memory
+    stays bounded on long inputs). The figures are in bench/README.md.
     """
     if device.type != "cpu" or not torch.backends.mkldnn.is_available():
         yield
@@ -373,8 +373,8 @@ def keep_freed_memory(limit: int = 1 << 30) -> bool:
 
     By default glibc serves every block over 32 MiB with a fresh mmap and unmaps it when freed, and
     hands heap tops back to the kernel: the synthesizer's audio-rate activations (tens of MiB each,
-    dozens per window) were then zero-filled page by page on every use, a third of a conversion's
-    CPU time in system time. With mmap and trim thresholds at `limit`, freed activations are reused;
+    dozens per window) are then zero-filled page by page on every use, in system time (figures in
+    bench/README.md). With mmap and trim thresholds at `limit`, freed activations are reused;
     the peak is unchanged (the same blocks live at once), but the process keeps its peak heap after a
     conversion. Process-wide and permanent; a no-op (False) where glibc's `mallopt` is not there.
     """
