@@ -73,5 +73,8 @@ def speech_quiet_ends(joe_1min: Path) -> np.ndarray:
     audio, sr = sf.read(str(sorted(Path(joe_1min).glob("*.wav"))[0]), dtype="float32")
     audio = librosa.resample(audio[: 12 * sr], orig_sr=sr, target_sr=40000)
     rng = np.random.default_rng(0)
-    quiet = lambda n: (rng.standard_normal(n) * 1e-4).astype(np.float32)  # noqa: E731
+
+    def quiet(n: int) -> np.ndarray:
+        return (rng.standard_normal(n) * 1e-4).astype(np.float32)
+
     return np.concatenate([quiet(60000), audio, quiet(80000)])

@@ -36,9 +36,14 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from unittest import mock
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from infer.lib.hubert import HubertModel
 
 HERE = Path(__file__).resolve().parent
 FIXTURE = HERE / "fixtures" / "vc_reference.npz"
@@ -56,12 +61,8 @@ TRAINING_METHODS = ("pm", "harvest")
 def zero_noise() -> Iterator[None]:
     """`torch.randn_like` returns zeros inside the block: both synthesizers' only sampling noise
     (the prior sample and the NSF source's noise) is fixed, so the outputs are deterministic."""
-    original = torch.randn_like
-    torch.randn_like = lambda t, *a, **k: torch.zeros_like(t, *a, **k)  # type: ignore[assignment]
-    try:
+    with mock.patch.object(torch, "randn_like", lambda t, *a, **k: torch.zeros_like(t, *a, **k)):
         yield
-    finally:
-        torch.randn_like = original  # type: ignore[assignment]
 
 
 def write_model(path: Path) -> Path:
@@ -121,7 +122,7 @@ def read_input() -> np.ndarray:
 class HubertStandIn:
     """Our HuBERT behind fairseq's interface, as the reference pipeline calls it (v2: layer 12)."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: HubertModel) -> None:
         self.model = model
 
     def extract_features(
@@ -142,12 +143,12 @@ def _feature_input_class(reference: Path, load_audio: object) -> type:
     src = (reference / "infer/modules/train/extract/extract_f0_print.py").read_text()
     tree = ast.parse(src)
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "FeatureInput")
-    ns: dict[str, object] = {"np": np, "parselmouth": parselmouth, "pyworld": pyworld, "load_audio": load_audio}
+    ns: dict[str, Any] = {"np": np, "parselmouth": parselmouth, "pyworld": pyworld, "load_audio": load_audio}
     exec(compile(ast.Module(body=[cls], type_ignores=[]), "extract_f0_print.py", "exec"), ns)
-    return ns["FeatureInput"]  # type: ignore[return-value]
+    return ns["FeatureInput"]
 
 
-def make_fixture(reference: Path, out: Path = FIXTURE) -> dict[str, object]:
+def make_fixture(reference: Path, out: Path = FIXTURE) -> dict[str, np.ndarray]:
     from infer.lib.hubert import load_hubert
     from tools.standin_writers import write_standin_hubert, write_standin_rmvpe
 
@@ -221,7 +222,7 @@ def make_fixture(reference: Path, out: Path = FIXTURE) -> dict[str, object]:
             print(f"training pitch {method} segment {i}: {len(f0)} frames, {np.mean(f0 > 0):.0%} voiced")
     os.chdir(repo)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, **result)
+    np.savez_compressed(out, allow_pickle=True, **result)
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
     return result
 

@@ -10,7 +10,8 @@ def test_cache_keys_on_content_and_settings(tmp_path):
     k = cache.key(a, {"method": "pm"})
     assert cache.get(k) is None
     cache.put(k, np.arange(4, dtype=np.float32))
-    assert cache.get(k).tolist() == [0, 1, 2, 3]
+    got = cache.get(k)
+    assert got is not None and got.tolist() == [0, 1, 2, 3]
     assert cache.key(a, {"method": "harvest"}) != k
     b = tmp_path / "b.wav"
     b.write_bytes(b"audio-1")  # same bytes, other name: same key

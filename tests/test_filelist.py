@@ -65,7 +65,7 @@ def test_filelist_reference_format_with_pitch(tmp_path: Path) -> None:
     assert sum(line.startswith(str(mute.gt_wavs_dir.resolve())) for line in lines) == 2
     entries = read_filelist(exp.filelist_path)
     assert sum(e.is_mute for e in entries) == 2 and all(e.use_f0 for e in entries)
-    assert all(e.gt_wav.is_file() and e.feature.is_file() and e.f0.is_file() for e in entries)
+    assert all(e.gt_wav.is_file() and e.feature.is_file() and e.f0 is not None and e.f0.is_file() for e in entries)
     # shuffled with the seed: the same seed gives the same order
     write_filelist(exp, use_f0=True, speaker=0, seed=1)
     assert exp.filelist_path.read_text().splitlines() == lines

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import faiss
 import numpy as np
 import pytest
@@ -83,7 +85,7 @@ def test_stage_writes_reference_file_name(tmp_path) -> None:
     rep = train_index(exp, "joe")
     n_ivf = n_ivf_for(406)
     assert rep.path == str(exp.root / f"added_IVF{n_ivf}_Flat_nprobe_1_joe_v1.index")
-    idx = read_index(rep.path)
+    idx = read_index(Path(rep.path))
     assert idx.ntotal == 406 and idx.d == 256
     assert rep.to_dict()["n_indexed_vectors"] == 406
     # a second run replaces the first index, never leaves two

@@ -167,7 +167,9 @@ def test_dockerfile_installs_the_cog_stack_without_a_compiler(repo_root: Path) -
     dev = repo_root / "requirements-dev.txt"
     for name in ("cog", "coglet"):
         assert f"{name}=={_pin(dev, name)}" in docker
-    apt = re.search(r"apt-get install[^\n]*", docker).group(0)
+    apt_line = re.search(r"apt-get install[^\n]*", docker)
+    assert apt_line is not None
+    apt = apt_line.group(0)
     assert "ffmpeg" in apt and not any(re.search(rf"\s{re.escape(c)}(\s|$)", apt) for c in COMPILERS)
     assert f"torch.version.cuda == '{_cog(repo_root)['build']['cuda']}'" in docker
     assert "useradd --create-home --uid 1000" in docker and re.search(r"^USER rvc$", docker, re.M)

@@ -39,6 +39,7 @@ def test_folders_of_a_killed_process_are_purged(tmp_path: Path) -> None:
     held.mkdir()
     code = f"import time; from pathlib import Path; from infer.lib.jobguard import JobLock; JobLock(Path({str(held)!r})).acquire(); print('ok', flush=True); time.sleep(60)"
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
     try:
         assert proc.stdout.readline().strip() == "ok"
         assert purge_unlocked(tmp_path, "job-") == [] and held.is_dir()

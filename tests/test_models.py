@@ -43,6 +43,7 @@ VARIANTS = [f"G_{v}_{sr}_{f}" for v in ("v1", "v2") for sr in ("32k", "40k", "48
 @pytest.mark.parametrize("name", VARIANTS + ["D_v1", "D_v2"])
 def test_state_dict_matches_reference_manifest(manifest, name):
     ref = manifest[name]
+    net: torch.nn.Module
     with torch.device("meta"):
         if name.startswith("G_"):
             _, version, sr, f0 = name.split("_")
@@ -109,12 +110,12 @@ def test_tiny_training_step_gives_finite_losses_and_gradients(tiny_config, disc_
         cfg.train.c_kl * kl_loss(z_p, logs_q, m_p, logs_p, z_mask),
     ]
     assert all(torch.isfinite(x) and x.dim() == 0 for x in losses)
-    sum(losses).backward()
-    grads = {n: p.grad for n, p in net_g.named_parameters()}
-    assert all(g is None or torch.isfinite(g).all() for g in grads.values())
+    sum(losses, torch.zeros(())).backward()
+    grads = {n: p.grad for n, p in net_g.named_parameters() if p.grad is not None}
+    assert all(torch.isfinite(g).all() for g in grads.values())
     # every part of the generator used in training receives gradient (the flow's zero-initialised `post` too)
     for name in ("enc_p.emb_phone.weight", "enc_q.pre.weight", "flow.flows.0.post.weight", "dec.conv_pre.weight"):
-        assert grads[name] is not None and grads[name].abs().sum() > 0, name
+        assert name in grads and grads[name].abs().sum() > 0, name
     if use_f0:
         assert grads["enc_p.emb_pitch.weight"].abs().sum() > 0
         assert grads["dec.m_source.l_linear.weight"].abs().sum() > 0

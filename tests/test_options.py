@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import re
+from typing import Any
 
 import pytest
 
@@ -85,7 +86,8 @@ def test_tools_train_flags_come_from_the_schema():
     actions = {act.dest: act for act in build_parser()._actions}
     assert set(OPTION_FIELDS) <= set(actions)
     for name in ("sample_rate", "version", "f0method"):
-        assert tuple(actions[name].choices) == choices(name)
+        got = actions[name].choices
+        assert got is not None and tuple(got) == choices(name)
     a = build_parser().parse_args(["x.wav", "--out", "y.zip", "--epochs", "3", "--no-f0", "--batch-size", "auto"])
     o = options_from_args(a)
     assert (o.epochs, o.use_f0, o.batch_size) == (3, False, "auto")
@@ -93,10 +95,11 @@ def test_tools_train_flags_come_from_the_schema():
 
 def test_the_web_form_comes_from_the_schema():
     spec = importlib.util.spec_from_file_location("infer_web", REPO_ROOT / "infer-web.py")
+    assert spec is not None and spec.loader is not None
     web = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(web)
     demo = web.build_ui()
-    by_label = {}
+    by_label: dict[str, Any] = {}
     for block in demo.blocks.values():
         lab = getattr(block, "label", None)
         if lab:

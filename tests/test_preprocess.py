@@ -169,7 +169,9 @@ def test_segmentation_and_normalisation_rules():
     assert segment_starts(4000, sr, 3.7) == [(0, 4000)]
     assert segment_starts(4001, sr, 3.7) == [(0, 3700), (3400, 4001)]
     x = np.array([0.0, 0.5, -1.0], np.float32)
-    np.testing.assert_allclose(normalize_segment(x), x / 1.0 * 0.675 + 0.25 * x)
+    normalized = normalize_segment(x)
+    assert normalized is not None
+    np.testing.assert_allclose(normalized, x / 1.0 * 0.675 + 0.25 * x)
     assert normalize_segment(np.array([0.0, 2.6], np.float32)) is None
     assert normalize_segment(np.zeros(4, np.float32)) is None
 

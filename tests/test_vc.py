@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -156,7 +157,7 @@ def test_preview_excerpt_is_the_loudest_stretch():
 # our small-model layout and rewritten in the RVC WebUI and Applio layouts, faiss indexes, pm pitch.
 
 
-FAST = {"f0_method": "pm", "seed": 0}
+FAST: dict[str, Any] = {"f0_method": "pm", "seed": 0}
 
 
 @pytest.fixture(scope="module")
@@ -385,7 +386,7 @@ def test_f0_up_key_12_doubles_the_pitch_of_the_nsf_excitation(vc, models):
     NSF source the real synthesizer builds from the pitch curve the pipeline hands it.
     """
     t = np.arange(SR16) / SR16
-    tone = sum(0.3 / k * np.sin(2 * np.pi * 150.0 * k * t) for k in range(1, 6)).astype(np.float32)
+    tone = sum((0.3 / k * np.sin(2 * np.pi * 150.0 * k * t) for k in range(1, 6)), np.zeros_like(t)).astype(np.float32)
     assert abs(_pitch_hz(tone, SR16)[0] - 150.0) < 1.5
     model = vc.load_model(models["v2_40k_f0"])
     measured = {}

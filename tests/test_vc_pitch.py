@@ -49,7 +49,7 @@ def vc(standin_hubert):
 def _tone(f0: float, seconds: float = 2.0) -> np.ndarray:
     """A harmonic tone (7 harmonics, 1/k amplitudes) at 16 kHz."""
     t = np.arange(int(seconds * SR16)) / SR16
-    return sum(0.3 / k * np.sin(2 * np.pi * f0 * k * t) for k in range(1, 8)).astype(np.float32)
+    return sum((0.3 / k * np.sin(2 * np.pi * f0 * k * t) for k in range(1, 8)), np.zeros_like(t)).astype(np.float32)
 
 
 def _pitch_hz(audio: np.ndarray, sr: int) -> tuple[float, float]:
