@@ -66,7 +66,8 @@ def baseline_seconds(weights: Path, exp_root: Path, version: str) -> float:
     import torch
 
     from infer.lib.audio import list_segments, read_wav16k
-    from infer.lib.hubert import SelfAttention, load_hubert
+    from infer.lib.hubert import load_hubert
+    from infer.lib.hubert_layers import SelfAttention
 
     start = time.monotonic()
     model = load_hubert(weights, "cpu")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -30,6 +31,8 @@ from torch import nn
 
 from infer.lib.errors import UserInputError, WeightsError
 from infer.lib.log import get_logger
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 _log = get_logger("rmvpe")
 
@@ -197,7 +200,7 @@ class RMVPENet(nn.Module):
         return self.fc(x)
 
 
-def fold_batchnorm(net: nn.Module) -> nn.Module:
+def fold_batchnorm(net: ModuleT) -> ModuleT:
     """Fold every eval-mode BatchNorm2d that follows a (transposed) convolution into it, in place.
 
     `bn(conv(x))` = `conv'(x)` with weight * s (per output channel) and bias shift + bias * s, where
