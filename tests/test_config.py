@@ -81,7 +81,7 @@ def test_broken_file_on_disk(tmp_path):
 def test_replace_is_validated_and_configs_are_frozen():
     cfg = load_config("v2", "40k")
     with pytest.raises(dataclasses.FrozenInstanceError):
-        cfg.version = "v1"  # type: ignore[misc]
+        cfg.version = "v1"  # type: ignore[misc]  # the read-only error under test; mypy reports it too
     with pytest.raises(ConfigError):
         dataclasses.replace(
             cfg,

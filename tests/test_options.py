@@ -48,7 +48,7 @@ def test_defaults_are_the_seed_api_defaults():
     o = TrainOptions()
     assert o.batch_size == 7 and o.epochs == 10 and o.seed is None  # "7" parsed once, here
     with pytest.raises(dataclasses.FrozenInstanceError):
-        o.epochs = 3  # type: ignore[misc]
+        o.epochs = 3  # type: ignore[misc]  # the read-only error under test; mypy reports it too
 
 
 def test_the_predictor_signature_matches_the_schema():

@@ -129,7 +129,7 @@ def test_refused_schemes_and_settings():
     with pytest.raises(ValueError):
         DownloadSettings(max_file_bytes=0)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        FAST.retries = 5  # type: ignore[misc]
+        FAST.retries = 5  # type: ignore[misc]  # the read-only error under test; mypy reports it too
     assert safe_stem("https://h/a/%2E%2E%2Fpasswd") == "passwd"
     assert safe_stem("https://h/") == "audio"
 

@@ -455,7 +455,7 @@ def test_settings_from_env(tmp_path: Path, repo_root: Path) -> None:
     with pytest.raises(ConfigError, match="RVC_WEIGHTS_BASE_URL"):
         WeightsSettings.from_env({"RVC_WEIGHTS_BASE_URL": "ftp://example.org"})
     with pytest.raises(AttributeError):
-        s.offline = False  # type: ignore[misc]
+        s.offline = False  # type: ignore[misc]  # the read-only error under test; mypy reports it too
 
 
 def test_pretrained_and_required_names() -> None:
