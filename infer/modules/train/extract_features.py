@@ -25,6 +25,7 @@ import weakref
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,7 +66,7 @@ class FeatureReport(ExtractReport):
     def n_written(self) -> int:
         return self.n_files - len(self.nan_files) - len(self.failed)
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "n_written": self.n_written}
 
 
