@@ -71,7 +71,7 @@ def test_model_from_upload_picks_the_final_model_and_index(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     model, index = web.model_from_upload(str(z), None, work)
-    assert model.read_bytes() == b"final" and index.read_bytes() == b"idx"
+    assert model.read_bytes() == b"final" and index is not None and index.read_bytes() == b"idx"
     txt = tmp_path / "notes.txt"
     txt.write_text("not a model")
     with pytest.raises(UserInputError, match=".pth"):
