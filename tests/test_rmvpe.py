@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from pathlib import Path
@@ -14,24 +13,15 @@ import torch
 from infer.lib.errors import UserInputError, WeightsError
 from infer.lib.rmvpe import RMVPE, RMVPENet, decode_salience, load_rmvpe, n_frames_for
 from infer.lib.standin import STANDIN_KEY, read_sidecar
+from tests.support.reference_weights import save_deterministic_weights
 from tools.standin_writers import write_standin_rmvpe
-
-
-def deterministic_state_dict(reference_dir: Path) -> dict[str, torch.Tensor]:
-    spec = importlib.util.spec_from_file_location("deterministic_weights", reference_dir / "deterministic_weights.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    shapes = json.loads((reference_dir / "rvc_state_dicts.json").read_text())["RMVPE"]["state_dict"]
-    return mod.deterministic_state_dict(shapes)
 
 
 @pytest.fixture(scope="module")
 def rmvpe_file(reference_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The deterministic weights saved as the published format: a bare state dict."""
     path = tmp_path_factory.mktemp("rmvpe") / "rmvpe.pt"
-    torch.save(deterministic_state_dict(reference_dir), path)
-    return path
+    return save_deterministic_weights(reference_dir, "RMVPE", path)
 
 
 @pytest.fixture(scope="module")
