@@ -87,11 +87,6 @@ def build_inputs(root: Path) -> dict[str, Path]:
     return paths
 
 
-def cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
 def timed(fn: Any) -> tuple[float, float, float, float]:
     """(wall s, CPU s, user s, system s) of fn()."""
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()

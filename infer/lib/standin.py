@@ -31,13 +31,6 @@ STANDIN_WARNING = "stand-in weights: the trained voice will not be usable"
 _log = get_logger("weights")
 
 
-def standin_value(description: str) -> Any:
-    """The marker value for a bare state dict (a uint8 tensor holding `description`)."""
-    import torch
-
-    return torch.tensor(list(description.encode("utf-8")), dtype=torch.uint8)
-
-
 def sidecar_path(path: str | Path) -> Path:
     """Where the marker of a bare-state-dict stand-in lives: `<path>.standin`."""
     p = Path(path)

@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from infer.lib.device import enable_tf32, is_out_of_memory, pick_device, release_memory, training_precision
 from infer.lib.errors import CancelledError, UserInputError
 from infer.lib.fileio import atomic_write_text
 from infer.lib.log import get_logger
+from infer.lib.losses import mel_loss
 from infer.modules.train.batch_size import choose_batch_size
 from infer.modules.train.data import (
     Batch,
@@ -313,7 +313,7 @@ class _Trainer(GanStep):
                 y = audio.float().squeeze(1)[:, : n * self.cfg.data.hop_length]
                 y_mel = mel_spectrogram(y, self.cfg.data)
                 m = min(y_mel.shape[-1], n)
-                losses.append(float(F.l1_loss(y_mel[..., :m], mel[..., :m])))
+                losses.append(float(mel_loss(mel[..., :m], y_mel[..., :m])))
         g.train(was_training)
         return sum(losses) / len(losses)
 

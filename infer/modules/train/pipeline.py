@@ -257,11 +257,6 @@ class TrainModules:
         )
         return self.data_check
 
-    def adopt_check(self, other: TrainModules) -> None:
-        """Use the check `other` ran on the same inputs (the Predictor checks before fetching weights)."""
-        self.data_check = other.data_check
-        self.results[:0] = [r for r in other.results if r.name == "check speech"]
-
     def check_audio(self, files: Sequence[Path]) -> dict[str, Any]:
         """Probe every file and decode its first seconds; one `UserInputError` naming each bad file."""
         from concurrent.futures import ThreadPoolExecutor

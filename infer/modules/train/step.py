@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from infer.lib.config import RVCConfig
@@ -139,7 +138,7 @@ class GanStep:
     def train_step(self, b: Batch) -> dict[str, float] | None:
         """One GAN step on batch `b`: the discriminator's update, then the generator's. The losses and
         gradient norms, or None when the updates were not both made (see `_count_skip`)."""
-        from infer.lib.losses import discriminator_loss, kl_loss
+        from infer.lib.losses import discriminator_loss, kl_loss, mel_loss
 
         c = self.cfg.train
         fw = self._forward(b)
@@ -149,7 +148,7 @@ class GanStep:
             loss_d, _, _ = discriminator_loss(y_d_r, y_d_g)
         gn_d, finite_d, ok_d = self._update(loss_d, self.optim_d, self.net_d)
         with torch.autocast(self.device.type, enabled=False):
-            mel_l1 = F.l1_loss(fw.y_mel, fw.y_hat_mel.float())
+            mel_l1 = mel_loss(fw.y_mel, fw.y_hat_mel)
             loss_mel = mel_l1 * c.c_mel
             loss_kl = kl_loss(*(t.float() for t in fw.kl)) * c.c_kl
         loss_gen, loss_fm = self.adversarial_losses(fw.wave, fw.y_hat)
