@@ -95,6 +95,124 @@ def _safe_name(base: str, limit: int = 80) -> str:
     return f"{stem}.{ext}" if ext else stem
 
 
+def _classify_member(info: zipfile.ZipInfo, limits: ZipLimits) -> tuple[str, str]:
+    """What to do with one zip entry: ("refuse", why), ("ignore", ""), ("skip", why) or ("take", "")."""
+    name = info.filename
+    reason = _unsafe_reason(name)
+    if reason:
+        return "refuse", reason
+    if _is_symlink(info):
+        return "refuse", "a symbolic link"
+    if info.is_dir():
+        return "ignore", ""
+    parts = tuple(p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in ("", "."))
+    if not parts:
+        return "ignore", ""
+    if _junk(parts):
+        return "skip", "junk"
+    if PurePosixPath(parts[-1]).suffix.lower() not in AUDIO_EXTENSIONS:
+        return "skip", "not an audio file"
+    if info.flag_bits & 0x1:
+        return "refuse", "encrypted (password-protected zips are not supported)"
+    if info.file_size > limits.max_file_bytes:
+        return "refuse", f"{info.file_size / MiB:.0f} MiB uncompressed, over the per-file limit"
+    return "take", ""
+
+
+def _screen_members(
+    zf: zipfile.ZipFile, zip_name: str, limits: ZipLimits
+) -> tuple[list[zipfile.ZipInfo], list[tuple[str, str]]]:
+    """The audio entries to extract and the skipped `(name, why)` pairs, from the headers alone.
+
+    UserInputError, before anything is written, for too many entries, any unsafe entry (the first 20
+    named) or a declared uncompressed total above the limit.
+    """
+    infos = zf.infolist()
+    if len(infos) > limits.max_members:
+        raise UserInputError(f"{zip_name} has {len(infos)} entries; at most {limits.max_members} are accepted")
+    problems: list[str] = []
+    chosen: list[zipfile.ZipInfo] = []
+    skipped: list[tuple[str, str]] = []
+    declared = 0
+    for info in infos:
+        action, why = _classify_member(info, limits)
+        if action == "refuse":
+            problems.append(f"  {info.filename!r}: {why}")
+        elif action == "skip":
+            skipped.append((info.filename, why))
+        elif action == "take":
+            declared += info.file_size
+            chosen.append(info)
+    if problems:
+        raise UserInputError(f"{zip_name} was refused, it contains unsafe entries:\n" + "\n".join(problems[:20]))
+    if declared > limits.max_total_bytes:
+        raise UserInputError(
+            f"{zip_name} would unpack to {declared / MiB:.0f} MiB; the limit is {limits.max_total_bytes / MiB:.0f} MiB"
+        )
+    return chosen, skipped
+
+
+def _log_skipped(skipped: list[tuple[str, str]]) -> None:
+    """Name each skipped non-audio entry in the log; junk entries only as a count."""
+    for name, why in skipped:
+        if why != "junk":
+            _log.info("zip: skipped %s (%s)", name, why)
+    n_junk = sum(1 for _, why in skipped if why == "junk")
+    if n_junk:
+        _log.info("zip: skipped %d junk entries (__MACOSX, .DS_Store, hidden files, ...)", n_junk)
+
+
+def _copy_member(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, dst: Path, zip_name: str, limits: ZipLimits, total: int
+) -> int:
+    """Copy one entry to `dst`, counting the bytes that actually inflate; returns `total` plus them.
+
+    UserInputError when the entry inflates beyond its declared size or the per-file limit, or the
+    running total beyond the total limit (a zip whose headers lie).
+    """
+    written = 0
+    with zf.open(info) as src, open(dst, "wb") as f:
+        while block := src.read(1 << 20):
+            written += len(block)
+            total += len(block)
+            if written > info.file_size or written > limits.max_file_bytes:
+                raise UserInputError(f"{zip_name}: {info.filename!r} inflates beyond its declared size (zip bomb?)")
+            if total > limits.max_total_bytes:
+                raise UserInputError(
+                    f"{zip_name} unpacks to more than {limits.max_total_bytes / MiB:.0f} MiB (zip bomb?)"
+                )
+            f.write(block)
+    return total
+
+
+def _extract_members(
+    zf: zipfile.ZipFile, zip_name: str, chosen: list[zipfile.ZipInfo], out_dir: Path, limits: ZipLimits
+) -> tuple[list[Path], int]:
+    """Write `chosen` flat into `out_dir` as `<index>_<safe name>`: (files, bytes written).
+
+    On any failure every file started is removed; a damaged zip becomes a UserInputError.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    width = max(3, len(str(len(chosen) - 1)))
+    files: list[Path] = []
+    total = 0
+    try:
+        for i, info in enumerate(chosen):
+            base = PurePosixPath(info.filename.replace("\\", "/")).name
+            dst = out_dir / f"{i:0{width}d}_{_safe_name(base)}"
+            files.append(dst)
+            total = _copy_member(zf, info, dst, zip_name, limits, total)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        for p in files:
+            p.unlink(missing_ok=True)
+        raise UserInputError(f"{zip_name} is damaged ({e}); re-create the zip and upload it again") from e
+    except BaseException:
+        for p in files:
+            p.unlink(missing_ok=True)
+        raise
+    return files, total
+
+
 def extract_dataset_zip(
     zip_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], limits: ZipLimits | None = None
 ) -> ZipExtraction:
@@ -106,90 +224,12 @@ def extract_dataset_zip(
     except (zipfile.BadZipFile, OSError) as e:
         raise UserInputError(f"{zip_path.name} is not a valid zip file ({e}); upload a .zip of audio files") from e
     with zf:
-        infos = zf.infolist()
-        if len(infos) > limits.max_members:
-            raise UserInputError(f"{zip_path.name} has {len(infos)} entries; at most {limits.max_members} are accepted")
-        problems: list[str] = []
-        chosen: list[zipfile.ZipInfo] = []
-        skipped: list[tuple[str, str]] = []
-        declared = 0
-        for info in infos:
-            name = info.filename
-            reason = _unsafe_reason(name)
-            if reason:
-                problems.append(f"  {name!r}: {reason}")
-                continue
-            if _is_symlink(info):
-                problems.append(f"  {name!r}: a symbolic link")
-                continue
-            if info.is_dir():
-                continue
-            parts = tuple(p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in ("", "."))
-            if not parts:
-                continue
-            if _junk(parts):
-                skipped.append((name, "junk"))
-                continue
-            if PurePosixPath(parts[-1]).suffix.lower() not in AUDIO_EXTENSIONS:
-                skipped.append((name, "not an audio file"))
-                continue
-            if info.flag_bits & 0x1:
-                problems.append(f"  {name!r}: encrypted (password-protected zips are not supported)")
-                continue
-            if info.file_size > limits.max_file_bytes:
-                problems.append(f"  {name!r}: {info.file_size / MiB:.0f} MiB uncompressed, over the per-file limit")
-                continue
-            declared += info.file_size
-            chosen.append(info)
-        if problems:
-            raise UserInputError(
-                f"{zip_path.name} was refused, it contains unsafe entries:\n" + "\n".join(problems[:20])
-            )
-        if declared > limits.max_total_bytes:
-            raise UserInputError(
-                f"{zip_path.name} would unpack to {declared / MiB:.0f} MiB; the limit is "
-                f"{limits.max_total_bytes / MiB:.0f} MiB"
-            )
-        for name, why in skipped:
-            if why != "junk":
-                _log.info("zip: skipped %s (%s)", name, why)
-        n_junk = sum(1 for _, why in skipped if why == "junk")
-        if n_junk:
-            _log.info("zip: skipped %d junk entries (__MACOSX, .DS_Store, hidden files, ...)", n_junk)
+        chosen, skipped = _screen_members(zf, zip_path.name, limits)
+        _log_skipped(skipped)
         if not chosen:
             raise UserInputError(
                 f"{zip_path.name} contains no audio files (looked for {', '.join(sorted(AUDIO_EXTENSIONS)[:8])}, ...)"
             )
-
-        out_dir.mkdir(parents=True, exist_ok=True)
-        width = max(3, len(str(len(chosen) - 1)))
-        files: list[Path] = []
-        total = 0
-        try:
-            for i, info in enumerate(chosen):
-                dst = out_dir / f"{i:0{width}d}_{_safe_name(PurePosixPath(info.filename.replace(chr(92), '/')).name)}"
-                files.append(dst)
-                written = 0
-                with zf.open(info) as src, open(dst, "wb") as f:
-                    while block := src.read(1 << 20):
-                        written += len(block)
-                        total += len(block)
-                        if written > info.file_size or written > limits.max_file_bytes:
-                            raise UserInputError(
-                                f"{zip_path.name}: {info.filename!r} inflates beyond its declared size (zip bomb?)"
-                            )
-                        if total > limits.max_total_bytes:
-                            raise UserInputError(
-                                f"{zip_path.name} unpacks to more than {limits.max_total_bytes / MiB:.0f} MiB (zip bomb?)"
-                            )
-                        f.write(block)
-        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
-            for p in files:
-                p.unlink(missing_ok=True)
-            raise UserInputError(f"{zip_path.name} is damaged ({e}); re-create the zip and upload it again") from e
-        except BaseException:
-            for p in files:
-                p.unlink(missing_ok=True)
-            raise
+        files, total = _extract_members(zf, zip_path.name, chosen, out_dir, limits)
     _log.info("zip: %d audio file(s), %.1f MiB from %s", len(files), total / MiB, zip_path.name)
     return ZipExtraction(files=files, skipped=skipped, total_bytes=total)
