@@ -126,16 +126,10 @@ def _check_names(names: list[str], zip_name: str) -> None:
                 raise _bad(zip_name, f"holds an unexpected file in {CKPT_DIR}/ ({n[:80]!r})")
 
 
-def validate_state(raw: Any, members: Mapping[str, zipfile.ZipInfo], zip_name: str) -> dict[str, Any]:
-    """The checked train state (plain names only, unknown keys dropped); UserInputError when malformed."""
+def _counters_and_flags(raw: dict[str, Any], zip_name: str) -> dict[str, Any]:
+    """Step counters, version, sample rate, true/false flags and name of a train state, checked."""
     from infer.lib.config import SAMPLE_RATES, VERSIONS
 
-    if not isinstance(raw, dict):
-        raise _bad(zip_name, f"has a {STATE_NAME} that is not a JSON object")
-    need = ("epoch", "step", "checkpoint_g", "checkpoint_d", "version", "sample_rate", "use_f0")
-    missing = [k for k in need if k not in raw]
-    if missing:
-        raise _bad(zip_name, f"has a {STATE_NAME} without {', '.join(missing)}")
     st: dict[str, Any] = {}
     for k in ("epoch", "step", "skipped_steps"):
         v = raw.get(k, 0)
@@ -154,6 +148,12 @@ def validate_state(raw: Any, members: Mapping[str, zipfile.ZipInfo], zip_name: s
     if name is not None and not (isinstance(name, str) and len(name) <= 64):
         raise _bad(zip_name, "has a train state whose name is not a short text")
     st["name"] = name
+    return st
+
+
+def _named_files(raw: dict[str, Any], members: Mapping[str, zipfile.ZipInfo], zip_name: str) -> dict[str, Any]:
+    """The checkpoint pair and best-epoch model a train state names: plain names of members of the zip."""
+    st: dict[str, Any] = {}
     for k, rx in (("checkpoint_g", G_RE), ("checkpoint_d", D_RE)):
         v = raw[k]
         if not isinstance(v, str) or not rx.match(v):
@@ -168,20 +168,33 @@ def validate_state(raw: Any, members: Mapping[str, zipfile.ZipInfo], zip_name: s
         if best not in members:
             raise _bad(zip_name, f"lacks {best}, which its train state names")
     st["best_model_path"] = best
+    return st
+
+
+def _holdout_scores(raw: dict[str, Any], zip_name: str) -> dict[str, Any]:
+    """best_epoch with best_holdout_mel (both or neither) and initial_holdout_mel, checked."""
     be, bm = raw.get("best_epoch"), raw.get("best_holdout_mel")
     if (be is None) != (bm is None) or (be is not None and not (_is_int(be) and be >= 0 and _is_num(bm))):
         raise _bad(zip_name, "has a train state whose best_epoch/best_holdout_mel are not a number pair")
-    st["best_epoch"], st["best_holdout_mel"] = be, bm
     ih = raw.get("initial_holdout_mel")
     if ih is not None and not _is_num(ih):
         raise _bad(zip_name, "has a train state whose initial_holdout_mel is not a number")
-    st["initial_holdout_mel"] = ih
+    return {"best_epoch": be, "best_holdout_mel": bm, "initial_holdout_mel": ih}
+
+
+def _optimiser_states(raw: dict[str, Any], zip_name: str) -> dict[str, Any]:
+    """Both learning-rate schedulers and the optional gradient scaler, filtered to their typed keys."""
     req = ("base_lrs", "last_epoch")
-    st["scheduler_g"] = _typed_dict(raw.get("scheduler_g"), _SCHED_KEYS, "scheduler_g", zip_name, req)
-    st["scheduler_d"] = _typed_dict(raw.get("scheduler_d"), _SCHED_KEYS, "scheduler_d", zip_name, req)
     sc = raw.get("scaler")
-    st["scaler"] = None if sc is None else _typed_dict(sc, _SCALER_KEYS, "scaler", zip_name, tuple(_SCALER_KEYS))
-    hist = raw.get("history", [])
+    return {
+        "scheduler_g": _typed_dict(raw.get("scheduler_g"), _SCHED_KEYS, "scheduler_g", zip_name, req),
+        "scheduler_d": _typed_dict(raw.get("scheduler_d"), _SCHED_KEYS, "scheduler_d", zip_name, req),
+        "scaler": None if sc is None else _typed_dict(sc, _SCALER_KEYS, "scaler", zip_name, tuple(_SCALER_KEYS)),
+    }
+
+
+def _clean_history(hist: Any, zip_name: str) -> list[dict[str, Any]]:
+    """The per-epoch history: a list of objects, each with an epoch number and numeric (or null) values."""
     if not isinstance(hist, list):
         raise _bad(zip_name, "has a train state whose history is not a list")
     clean = []
@@ -191,7 +204,22 @@ def validate_state(raw: Any, members: Mapping[str, zipfile.ZipInfo], zip_name: s
         if not all(isinstance(k, str) and len(k) <= 64 and (v is None or _is_num(v)) for k, v in h.items()):
             raise _bad(zip_name, "has a train state whose history holds a value that is not a number")
         clean.append(dict(h))
-    st["history"] = clean
+    return clean
+
+
+def validate_state(raw: Any, members: Mapping[str, zipfile.ZipInfo], zip_name: str) -> dict[str, Any]:
+    """The checked train state (plain names only, unknown keys dropped); UserInputError when malformed."""
+    if not isinstance(raw, dict):
+        raise _bad(zip_name, f"has a {STATE_NAME} that is not a JSON object")
+    need = ("epoch", "step", "checkpoint_g", "checkpoint_d", "version", "sample_rate", "use_f0")
+    missing = [k for k in need if k not in raw]
+    if missing:
+        raise _bad(zip_name, f"has a {STATE_NAME} without {', '.join(missing)}")
+    st = _counters_and_flags(raw, zip_name)
+    st.update(_named_files(raw, members, zip_name))
+    st.update(_holdout_scores(raw, zip_name))
+    st.update(_optimiser_states(raw, zip_name))
+    st["history"] = _clean_history(raw.get("history", []), zip_name)
     return st
 
 
