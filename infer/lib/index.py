@@ -120,6 +120,71 @@ def _faiss_gpus(faiss: Any) -> int:
         return 0
 
 
+def _checked_vectors(vectors: np.ndarray) -> np.ndarray:
+    """`vectors` as contiguous float32 [N, dim]; UserInputError when not 2-D, not finite or too few rows."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2:
+        raise UserInputError(f"index input must be [N, dim], got shape {vectors.shape}")
+    n_in = vectors.shape[0]
+    if not all(np.isfinite(vectors[i : i + 65536]).all() for i in range(0, n_in, 65536)):
+        raise UserInputError("feature vectors contain NaN or infinity: re-run feature extraction")
+    if n_in < MIN_VECTORS:
+        raise UserInputError(
+            f"only {n_in} feature frames: the index needs at least {MIN_VECTORS} (about 0.8 s of audio)"
+        )
+    return vectors
+
+
+def _vectors_to_index(
+    vectors: np.ndarray, seed: int, shuffled: bool, kmeans_threshold: int, n_centers: int
+) -> tuple[np.ndarray, bool]:
+    """The rows to index: `vectors` shuffled (unless `shuffled`), then k-means centres when N >
+    `kmeans_threshold`; returns (rows float32 [n, dim], whether k-means ran)."""
+    n_in = vectors.shape[0]
+    if not shuffled:
+        vectors = vectors[np.random.default_rng(seed).permutation(n_in)]
+    kmeans = n_in > kmeans_threshold
+    if kmeans:
+        _log.info("index: %d vectors > %d, MiniBatchKMeans to %d centres first", n_in, kmeans_threshold, n_centers)
+        t = time.monotonic()
+        vectors = reduce_kmeans(vectors, n_centers, seed)
+        _log.info("index: k-means done in %.1fs", time.monotonic() - t)
+    return vectors, kmeans
+
+
+def _gpu_clustering(faiss: Any, ivf: Any, dim: int, use_gpu: bool | None) -> bool:
+    """Point `ivf`'s coarse-quantiser training at a GPU flat index when faiss has GPUs and `use_gpu`
+    allows; returns whether it did (a failure is logged and training stays on the CPU)."""
+    gpus = _faiss_gpus(faiss) if use_gpu is None or use_gpu else 0
+    if gpus > 0:
+        try:
+            # Train the coarse quantiser's k-means on the GPU, keep the index itself on the CPU.
+            clus_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatL2(dim))
+            ivf.clustering_index = clus_index
+            return True
+        except Exception as e:  # a faiss-gpu build without a usable GPU: say so, go on on the CPU
+            _log.warning("index: faiss GPU training unavailable (%s); training on the CPU", e)
+    return False
+
+
+def _train_and_fill(faiss: Any, vectors: np.ndarray, n_ivf: int, use_gpu: bool | None) -> tuple[Any, bool]:
+    """An `IVF<n_ivf>,Flat` CPU index (nprobe 1) trained on and filled with `vectors` float32 [n, dim]
+    in batches of `ADD_BATCH`; returns (index, whether its quantiser trained on a GPU)."""
+    n, dim = vectors.shape
+    index = faiss.index_factory(dim, f"IVF{n_ivf},Flat")
+    ivf = faiss.extract_index_ivf(index)
+    ivf.nprobe = 1
+    cpu_clustering = ivf.clustering_index  # none: the quantiser's own k-means
+    on_gpu = _gpu_clustering(faiss, ivf, dim, use_gpu)
+    _log.info("index: training IVF%d,Flat on %d x %d vectors (%s)", n_ivf, n, dim, "GPU" if on_gpu else "CPU")
+    index.train(vectors)
+    if on_gpu:
+        ivf.clustering_index = cpu_clustering
+    for i in range(0, n, ADD_BATCH):
+        index.add(vectors[i : i + ADD_BATCH])
+    return index, on_gpu
+
+
 def build_index(
     vectors: np.ndarray,
     seed: int = 0,
@@ -137,46 +202,11 @@ def build_index(
     """
     import faiss
 
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if vectors.ndim != 2:
-        raise UserInputError(f"index input must be [N, dim], got shape {vectors.shape}")
+    vectors = _checked_vectors(vectors)
     n_in, dim = vectors.shape
-    if not all(np.isfinite(vectors[i : i + 65536]).all() for i in range(0, n_in, 65536)):
-        raise UserInputError("feature vectors contain NaN or infinity: re-run feature extraction")
-    if n_in < MIN_VECTORS:
-        raise UserInputError(
-            f"only {n_in} feature frames: the index needs at least {MIN_VECTORS} (about 0.8 s of audio)"
-        )
-    if not shuffled:
-        vectors = vectors[np.random.default_rng(seed).permutation(n_in)]
-    kmeans = n_in > kmeans_threshold
-    if kmeans:
-        _log.info("index: %d vectors > %d, MiniBatchKMeans to %d centres first", n_in, kmeans_threshold, n_centers)
-        t = time.monotonic()
-        vectors = reduce_kmeans(vectors, n_centers, seed)
-        _log.info("index: k-means done in %.1fs", time.monotonic() - t)
-    n = vectors.shape[0]
-    n_ivf = n_ivf_for(n)
-    index = faiss.index_factory(dim, f"IVF{n_ivf},Flat")
-    ivf = faiss.extract_index_ivf(index)
-    ivf.nprobe = 1
-    gpus = _faiss_gpus(faiss) if use_gpu is None or use_gpu else 0
-    on_gpu = False
-    cpu_clustering = ivf.clustering_index  # none: the quantiser's own k-means
-    if gpus > 0:
-        try:
-            # Train the coarse quantiser's k-means on the GPU, keep the index itself on the CPU.
-            clus_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatL2(dim))
-            ivf.clustering_index = clus_index
-            on_gpu = True
-        except Exception as e:  # a faiss-gpu build without a usable GPU: say so, go on on the CPU
-            _log.warning("index: faiss GPU training unavailable (%s); training on the CPU", e)
-    _log.info("index: training IVF%d,Flat on %d x %d vectors (%s)", n_ivf, n, dim, "GPU" if on_gpu else "CPU")
-    index.train(vectors)
-    if on_gpu:
-        ivf.clustering_index = cpu_clustering
-    for i in range(0, n, ADD_BATCH):
-        index.add(vectors[i : i + ADD_BATCH])
+    vectors, kmeans = _vectors_to_index(vectors, seed, shuffled, kmeans_threshold, n_centers)
+    n_ivf = n_ivf_for(vectors.shape[0])
+    index, on_gpu = _train_and_fill(faiss, vectors, n_ivf, use_gpu)
     info = {
         "n_input_vectors": int(n_in),
         "n_indexed_vectors": int(index.ntotal),
