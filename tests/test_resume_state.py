@@ -116,6 +116,8 @@ def test_proc_environ_as_best_model_never_reaches_the_folder(tmp_path: Path) -> 
         (good_state(epoch="2"), "epoch is not a whole number"),
         (good_state(use_f0="yes"), "use_f0 is not true/false"),
         (good_state(version="v9"), "unknown version"),
+        (good_state(version=["v2"]), "unknown version"),
+        (good_state(sample_rate={"40k": 1}), "unknown version or sample_rate"),
         (good_state(scheduler_g={"base_lrs": "x", "last_epoch": 1}), "scheduler_g.base_lrs"),
         (good_state(scheduler_d=None), "scheduler_d is not an object"),
         (good_state(history=[{"step": 1}]), "without an epoch number"),

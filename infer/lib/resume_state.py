@@ -136,7 +136,13 @@ def _counters_and_flags(raw: dict[str, Any], zip_name: str) -> dict[str, Any]:
         if not _is_int(v) or not 0 <= v < 10**12:
             raise _bad(zip_name, f"has a train state whose {k} is not a whole number >= 0")
         st[k] = v
-    if raw["version"] not in VERSIONS or raw["sample_rate"] not in SAMPLE_RATES:
+    version, sample_rate = raw["version"], raw["sample_rate"]
+    if not (
+        isinstance(version, str)
+        and version in VERSIONS
+        and isinstance(sample_rate, str)
+        and sample_rate in SAMPLE_RATES
+    ):
         raise _bad(zip_name, "has a train state with an unknown version or sample_rate")
     st["version"], st["sample_rate"] = raw["version"], raw["sample_rate"]
     for k in ("use_f0", "standin_weights", "from_scratch"):
