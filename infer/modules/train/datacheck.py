@@ -161,6 +161,43 @@ def units(regions: Sequence[tuple[int, int]], unit_s: float = UNIT_S) -> list[li
     return out
 
 
+Region = tuple[int, int]  # a speech region: start and end sample at 16 kHz
+
+
+@dataclass
+class _Scan:
+    """What the decoding pass keeps of every file; the samples themselves are dropped batch by batch.
+
+    n_samples: decoded length at 16 kHz. regions: speech regions (samples). file_units: the speech of
+    each file with enough of it, in `units`. flat: (file, unit's regions) in embedding order, with
+    unit_embs their embeddings (256 floats each). seconds: wall time of decode, vad and speaker.
+    """
+
+    n_samples: list[int]
+    regions: list[list[Region]]
+    file_units: dict[int, list[list[Region]]] = field(default_factory=dict)
+    flat: list[tuple[int, list[Region]]] = field(default_factory=list)
+    unit_embs: list[np.ndarray] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "vad": 0.0, "speaker": 0.0})
+
+
+@dataclass(frozen=True)
+class _Voices:
+    """The dataset's main voice and each file's likeness to it (all empty when no file has speech).
+
+    sims: file -> similarity to the centre. minute_sims: a long file's per-unit similarities.
+    other_regions: a long file's regions (pieces cut by `units`) heard as another voice, to drop.
+    group: the files in the main voice's group; group_share: its share of all speech.
+    """
+
+    sims: dict[int, float] = field(default_factory=dict)
+    minute_sims: dict[int, list[float]] = field(default_factory=dict)
+    other_regions: dict[int, set[Region]] = field(default_factory=dict)
+    centre: np.ndarray | None = None
+    group: list[int] = field(default_factory=list)
+    group_share: float = 0.0
+
+
 def check_data(
     files: Sequence[str | Path],
     keep_other_speakers: bool = False,
@@ -172,21 +209,32 @@ def check_data(
     """Speech and speaker of every file; see the module docstring. Raises `UserInputError` when too
     little speech is left. `detector`/`encoder`: a `SpeechDetector`/`SpeakerEncoder` (default: the
     process's shared ones)."""
-    from infer.lib import speaker as spk
     from infer.lib.audio import probe_all
-    from infer.lib.vad import get_speech_detector, speech_seconds
+    from infer.lib.vad import get_speech_detector
 
     paths = [Path(f) for f in files]
     if not paths:
         raise UserInputError("no audio files to train on: give audio URLs or a dataset zip")
     infos = probe_all(paths)  # one error naming every unreadable file
-    times = {"decode": 0.0, "vad": 0.0, "speaker": 0.0}
-    detector = detector or get_speech_detector()
-    n_samples = [0] * len(paths)
-    regions: list[list[tuple[int, int]]] = [[] for _ in paths]
-    file_units: dict[int, list[list[tuple[int, int]]]] = {}
-    flat: list[tuple[int, list[tuple[int, int]]]] = []  # (file, unit regions), embedded in unit_embs
-    unit_embs: list[np.ndarray] = []
+    scan = _scan(paths, infos, detector or get_speech_detector(), encoder, min_file_speech_s)
+    t0 = time.monotonic()
+    voices = _voices(scan, keep_other_speakers)
+    scan.seconds["speaker"] += time.monotonic() - t0
+    checks = _file_checks(paths, scan, voices, keep_other_speakers, min_file_speech_s)
+    report = _report(checks, scan, voices, keep_other_speakers, min_file_speech_s, min_speech_s)
+    log_report(report)
+    _refuse_too_little_speech(report, len(paths), min_speech_s)
+    return report
+
+
+def _scan(paths: Sequence[Path], infos: Sequence[dict], detector: Any, encoder: Any, min_file_speech_s: float) -> _Scan:
+    """Decode every file, find its speech and embed the speech of files with at least `min_file_speech_s`
+    of it, `BATCH_S` of audio at a time. The encoder is loaded only when some file has speech."""
+    from infer.lib import speaker as spk
+    from infer.lib.vad import speech_seconds
+
+    scan = _Scan(n_samples=[0] * len(paths), regions=[[] for _ in paths])
+    times = scan.seconds
     for batch in _batches([float(i.get("duration_s") or 0.0) for i in infos]):
         t0 = time.monotonic()
         audios = _decode([paths[i] for i in batch])
@@ -195,110 +243,140 @@ def check_data(
         t2 = time.monotonic()
         pieces = []
         for i, a, r in zip(batch, audios, found, strict=True):
-            n_samples[i], regions[i] = len(a), r
+            scan.n_samples[i], scan.regions[i] = len(a), r
             if speech_seconds(r) >= min_file_speech_s:
-                file_units[i] = units(r)
-                for u in file_units[i]:
-                    flat.append((i, u))
+                scan.file_units[i] = units(r)
+                for u in scan.file_units[i]:
+                    scan.flat.append((i, u))
                     pieces.append(np.concatenate([a[s:e] for s, e in u]))
         if pieces:
             encoder = encoder or spk.get_speaker_encoder()
-            unit_embs += encoder.embed(pieces)
+            scan.unit_embs += encoder.embed(pieces)
         del audios, pieces
         times["decode"] += t1 - t0
         times["vad"] += t2 - t1
         times["speaker"] += time.monotonic() - t2
-    speech_s = [speech_seconds(r) for r in regions]
+    return scan
 
-    t0 = time.monotonic()
-    has_speech = sorted(file_units)
-    sims: dict[int, float] = {}
+
+def _voices(scan: _Scan, keep_other_speakers: bool) -> _Voices:
+    """The main voice from files and long files' minutes alike (a mixed file does not blur the centre),
+    each file's similarity to it, and the minutes of long files heard as another voice."""
+    from infer.lib import speaker as spk
+
+    if not scan.file_units:
+        return _Voices()
+    has_speech = sorted(scan.file_units)
+    flat, unit_embs = scan.flat, scan.unit_embs
+    unit_w = [sum(e - s for s, e in u) for _, u in flat]
+    of_file: dict[int, list[int]] = {}
+    for j, (i, _) in enumerate(flat):
+        of_file.setdefault(i, []).append(j)
+    embs = [
+        spk.mean_embedding(np.stack([unit_embs[j] for j in of_file[i]]), [unit_w[j] for j in of_file[i]])
+        for i in has_speech
+    ]
+    centre, g = spk.main_speaker(unit_embs, unit_w)
     minute_sims: dict[int, list[float]] = {}
-    other_regions: dict[int, set[tuple[int, int]]] = {}
-    centre: np.ndarray | None = None
-    group: list[int] = []
-    group_share = 0.0
-    if has_speech:
-        unit_w = [sum(e - s for s, e in u) for _, u in flat]
-        of_file: dict[int, list[int]] = {}
-        for j, (i, _) in enumerate(flat):
-            of_file.setdefault(i, []).append(j)
-        embs = [
-            spk.mean_embedding(np.stack([unit_embs[j] for j in of_file[i]]), [unit_w[j] for j in of_file[i]])
-            for i in has_speech
-        ]
-        # the main voice from files and long files' minutes alike: a mixed file does not blur the centre
-        centre, g = spk.main_speaker(unit_embs, unit_w)
-        group_share = sum(unit_w[j] for j in g) / max(1, sum(unit_w))
-        group = sorted({flat[j][0] for j in g})
-        sims = {i: round(spk.similarity(embs[k], centre), 4) for k, i in enumerate(has_speech)}
-        for j, (i, u) in enumerate(flat):
-            if len(file_units[i]) > 1:
-                sim_u = round(spk.similarity(unit_embs[j], centre), 4)
-                minute_sims.setdefault(i, []).append(sim_u)
-                if sim_u < spk.OTHER_SPEAKER and not keep_other_speakers:
-                    other_regions.setdefault(i, set()).update(u)
-    times["speaker"] += time.monotonic() - t0
-    times = {k: round(v, 3) for k, v in times.items()}
+    other_regions: dict[int, set[Region]] = {}
+    for j, (i, u) in enumerate(flat):
+        if len(scan.file_units[i]) > 1:
+            sim_u = round(spk.similarity(unit_embs[j], centre), 4)
+            minute_sims.setdefault(i, []).append(sim_u)
+            if sim_u < spk.OTHER_SPEAKER and not keep_other_speakers:
+                other_regions.setdefault(i, set()).update(u)
+    return _Voices(
+        sims={i: round(spk.similarity(embs[k], centre), 4) for k, i in enumerate(has_speech)},
+        minute_sims=minute_sims,
+        other_regions=other_regions,
+        centre=centre,
+        group=sorted({flat[j][0] for j in g}),
+        group_share=sum(unit_w[j] for j in g) / max(1, sum(unit_w)),
+    )
+
+
+def _file_checks(
+    paths: Sequence[Path], scan: _Scan, voices: _Voices, keep_other_speakers: bool, min_file_speech_s: float
+) -> list[FileCheck]:
+    """Every file's verdict, in input order, numbering the kept ones for preprocessing."""
+    from infer.lib.speaker import OTHER_SPEAKER
+    from infer.lib.vad import speech_seconds
 
     checks: list[FileCheck] = []
     n_train = 0
     for i, f in enumerate(paths):
-        sim = sims.get(i)
-        other = sim is not None and sim < spk.OTHER_SPEAKER
-        if speech_s[i] < min_file_speech_s:
+        regions = scan.regions[i]
+        speech_s = speech_seconds(regions)
+        sim = voices.sims.get(i)
+        other = sim is not None and sim < OTHER_SPEAKER
+        if speech_s < min_file_speech_s:
             why: str | None = NO_SPEECH
         elif other and not keep_other_speakers:
             why = OTHER_VOICE
         else:
             why = None
-        drop = other_regions.get(i, set()) if why is None else set()
-        kept_regions = _split(regions[i], drop) if drop else regions[i]
+        drop = voices.other_regions.get(i, set()) if why is None else set()
+        kept_regions = _split(regions, drop) if drop else regions
         if drop and speech_seconds(kept_regions) < min_file_speech_s:
-            why, drop, kept_regions = OTHER_VOICE, set(), regions[i]
+            why, kept_regions = OTHER_VOICE, regions
         checks.append(
             FileCheck(
                 index=i,
                 name=f.name,
-                duration_s=round(n_samples[i] / SR, 3),
-                speech_s=round(speech_s[i], 3),
+                duration_s=round(scan.n_samples[i] / SR, 3),
+                speech_s=round(speech_s, 3),
                 speech=tuple((round(s / SR, 3), round(e / SR, 3)) for s, e in kept_regions),
                 speaker_similarity=sim,
                 other_speaker=other,
                 excluded=why,
                 train_index=None if why else n_train,
-                other_speaker_s=round(speech_s[i] - speech_seconds(kept_regions), 3),
-                minute_similarities=tuple(minute_sims.get(i, ())),
+                other_speaker_s=round(speech_s - speech_seconds(kept_regions), 3),
+                minute_similarities=tuple(voices.minute_sims.get(i, ())),
             )
         )
         n_train += why is None
+    return checks
 
-    report = DataCheckReport(
+
+def _report(
+    checks: list[FileCheck],
+    scan: _Scan,
+    voices: _Voices,
+    keep_other_speakers: bool,
+    min_file_speech_s: float,
+    min_speech_s: float,
+) -> DataCheckReport:
+    """The stage's report from the files' verdicts, with its warnings; figures rounded."""
+    from infer.lib.speaker import OTHER_SPEAKER, UNSURE_SPEAKER
+
+    return DataCheckReport(
         files=checks,
         speech_s=round(sum(c.speech_s - c.other_speaker_s for c in checks if c.excluded is None), 3),
         total_duration_s=round(sum(c.duration_s for c in checks), 3),
         keep_other_speakers=keep_other_speakers,
-        centre=None if centre is None else [round(float(v), 6) for v in centre],
-        main_speaker_share=round(group_share, 3),
+        centre=None if voices.centre is None else [round(float(v), 6) for v in voices.centre],
+        main_speaker_share=round(voices.group_share, 3),
         thresholds={
             "min_file_speech_s": min_file_speech_s,
             "min_speech_s": min_speech_s,
-            "other_speaker": spk.OTHER_SPEAKER,
-            "unsure_speaker": spk.UNSURE_SPEAKER,
+            "other_speaker": OTHER_SPEAKER,
+            "unsure_speaker": UNSURE_SPEAKER,
         },
-        seconds=times,
-        warnings=_warnings(checks, keep_other_speakers, group, group_share, min_file_speech_s),
+        seconds={k: round(v, 3) for k, v in scan.seconds.items()},
+        warnings=_warnings(checks, keep_other_speakers, voices.group, voices.group_share, min_file_speech_s),
     )
-    log_report(report)
+
+
+def _refuse_too_little_speech(report: DataCheckReport, n_files: int, min_speech_s: float) -> None:
+    """Raise `UserInputError` when the files kept hold under `min_speech_s` of speech."""
     if report.speech_s < min_speech_s:
         raise UserInputError(
-            f"only {report.speech_s:.1f} s of speech found in the {len(paths)} file(s) to train on "
+            f"only {report.speech_s:.1f} s of speech found in the {n_files} file(s) to train on "
             f"({report.total_duration_s:.1f} s of audio in all); at least {min_speech_s:.0f} s of speech are needed, "
             "10 minutes or more for a good voice. "
             + ("; ".join(report.warnings[:3]) + ". " if report.warnings else "")
             + "Give more recordings of the voice."
         )
-    return report
 
 
 def _split(regions: Sequence[tuple[int, int]], drop: set[tuple[int, int]]) -> list[tuple[int, int]]:
