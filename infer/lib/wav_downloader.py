@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infer.lib.audio import AudioDecodeError, convert_to_wav, describe_bad_file, probe
-from infer.lib.diskspace import is_disk_full
+from infer.lib.diskspace import disk_full_error, is_disk_full
 from infer.lib.errors import CancelledError, ConfigError, UserInputError
 from infer.lib.http_get import (
     Cancelled,
@@ -224,8 +224,6 @@ class WavDownloader:
             for r in ok:
                 r.path.unlink(missing_ok=True)
         if _DISK_FULL in results:
-            from infer.lib.diskspace import disk_full_error
-
             raise disk_full_error(out_dir, "downloading the audio")
         if failed:
             lines = "\n".join(f"  {short_url(u)}: {reason}" for u, reason in failed)
