@@ -16,6 +16,8 @@ from typing import TextIO, TypeVar
 
 from tqdm import tqdm
 
+from infer.lib.urls import redact_text
+
 T = TypeVar("T")
 ROOT = "rvc"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -30,8 +32,6 @@ class RedactingFormatter(logging.Formatter):
         self.roots = tuple(sorted((r.rstrip("/") + "/" for r in roots if r.rstrip("/")), key=len, reverse=True))
 
     def format(self, record: logging.LogRecord) -> str:
-        from infer.lib.urls import redact_text
-
         text = redact_text(super().format(record))
         for r in self.roots:
             text = text.replace(r, "")
