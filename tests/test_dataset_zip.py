@@ -60,6 +60,14 @@ def test_mac_zip_with_nested_folders_and_junk(media, tmp_path, caplog):
     assert res.to_dict()["files"][0].endswith("000_take_1.wav")
 
 
+def test_a_member_name_cannot_forge_log_lines(media, tmp_path, caplog):
+    z = _zip(tmp_path / "d.zip", [("a.wav", media["wav"].read_bytes()), ("x\nINFO rvc: forged.txt", b"x")])
+    with caplog.at_level(logging.INFO, logger="rvc"):
+        extract_dataset_zip(z, tmp_path / "out")
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("zip: skipped")]
+    assert skipped == ["zip: skipped 'x\\nINFO rvc: forged.txt' (not an audio file)"]
+
+
 @pytest.mark.parametrize(
     "name,reason",
     [("../evil.wav", "traversal"), ("voice/../../evil.wav", "traversal"), ("/etc/evil.wav", "absolute"),

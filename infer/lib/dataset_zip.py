@@ -156,7 +156,7 @@ def _log_skipped(skipped: list[tuple[str, str]]) -> None:
     """Name each skipped non-audio entry in the log; junk entries only as a count."""
     for name, why in skipped:
         if why != "junk":
-            _log.info("zip: skipped %s (%s)", name, why)
+            _log.info("zip: skipped %r (%s)", name, why)  # repr: a name cannot break the log line
     n_junk = sum(1 for _, why in skipped if why == "junk")
     if n_junk:
         _log.info("zip: skipped %d junk entries (__MACOSX, .DS_Store, hidden files, ...)", n_junk)
