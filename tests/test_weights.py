@@ -369,6 +369,10 @@ def test_stamp_remembers_the_checksum(server: FileServer, tmp_path: Path) -> Non
     # touching the file invalidates the stamp, so it is hashed again
     os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
     assert dl.missing([HUBERT]) == {}
+    # a stamp that is JSON but not an object counts as no stamp: the file is hashed
+    for junk in ("[]", "3", '"text"', "null"):
+        stamp.write_text(junk)
+        assert dl.missing([HUBERT]) == {}
 
 
 def test_unknown_checksum_accepts_download_and_records_it(server: FileServer, tmp_path: Path) -> None:

@@ -41,6 +41,8 @@ def _read_stamp(path: Path, st: os.stat_result) -> str | None:
         data = json.loads(stamp_path(path).read_text())
     except (OSError, ValueError):
         return None
+    if not isinstance(data, dict):
+        return None
     if data.get("size") == st.st_size and data.get("mtime_ns") == st.st_mtime_ns:
         sha = data.get("sha256")
         return sha if isinstance(sha, str) else None
