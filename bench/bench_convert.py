@@ -37,8 +37,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.common import SHARED, bench_cache_dir
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("RVC_SHARED_DIR", REPO.parent / "shared"))
 SR16 = 16000
 # The reference's Pipeline.pipeline on this input at these settings, alternating with ours in one run
 # (bench/README.md, `cpu-2026-12-01-convert-ab-quiet.json`, medians of 3 on the quiet 2-core machine).
@@ -189,7 +190,7 @@ def measure(side: str, a: argparse.Namespace) -> list[float]:
     from infer.modules.vc import VC
     from infer.modules.vc.pipeline import ConvertParams
 
-    root = a.work or Path(os.environ.get("RVC_CACHE_DIR", Path.home() / ".cache" / "rvc")) / "bench-convert"
+    root = a.work or bench_cache_dir() / "bench-convert"
     paths = build_inputs(root)
     audio = source_audio(a.seconds)
     params = ConvertParams(f0_method=a.method)

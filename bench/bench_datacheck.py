@@ -28,8 +28,6 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-SHARED = Path(os.environ.get("RVC_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
-
 
 def _timed(fn: Callable[[], T]) -> tuple[float, float, T]:
     w, c = time.perf_counter(), time.process_time()
@@ -44,14 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="write the figures as JSON here")
     a = p.parse_args(argv)
 
-    from bench.common import device_info
+    from bench.common import data_dir, device_info
     from infer.lib.layout import ExperimentLayout
     from infer.lib.speaker import get_speaker_encoder
     from infer.lib.vad import get_speech_detector
     from infer.modules.train.datacheck import check_data
     from infer.modules.train.preprocess import preprocess
 
-    src = Path(a.data) if Path(a.data).is_dir() else SHARED / "data" / a.data
+    src = data_dir(a.data)
     files = sorted(src.glob("*.wav"))
     if not files:
         raise SystemExit(f"no wav files in {src}")

@@ -26,14 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import print_rows
+from bench.common import SHARED, print_rows
 
 REFERENCE_S = {
     "joe_1min": {"pm": 1.4, "harvest": 7.4, "dio": 1.5, "rmvpe": 24.7},
     "joe_10min": {"pm": 9.5, "harvest": 74.0, "dio": 10.4, "rmvpe": 175.0},
 }
-
-SHARED = Path(os.environ.get("RVC_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
 
 
 def make_segments(src_dir: Path, dst_dir: Path, seconds: float = 3.7) -> float:

@@ -26,10 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import print_rows
+from bench.common import SHARED, print_rows
 
 REFERENCE_S = {"joe_1min": 15.0, "joe_10min": 77.0}
-SHARED = Path(os.environ.get("RVC_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
 
 
 def make_segments(src_dir: Path, exp_root: Path, version: str) -> tuple[str, float]:

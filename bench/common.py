@@ -1,5 +1,6 @@
-"""Helpers shared by the benchmarks: device description, peak memory of a process tree, a local
-HTTP server, audio durations and table formatting. Nothing happens at import.
+"""Helpers shared by the benchmarks: where the data sets and the stand-ins are, device description,
+peak memory of a process tree, a local HTTP server, audio durations and table formatting. Nothing
+happens at import.
 """
 
 from __future__ import annotations
@@ -18,6 +19,18 @@ from pathlib import Path
 from typing import Any
 
 GiB = 1 << 30
+SHARED = Path(os.environ.get("RVC_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+
+
+def data_dir(name: str) -> Path:
+    """A data set: `name` itself when it is a folder, else `name` under ../shared/data."""
+    p = Path(name)
+    return p if p.is_dir() else SHARED / "data" / name
+
+
+def bench_cache_dir() -> Path:
+    """Where the benchmarks keep what they write once (stand-in weights): `$RVC_CACHE_DIR`, else ~/.cache/rvc."""
+    return Path(os.environ.get("RVC_CACHE_DIR", Path.home() / ".cache" / "rvc"))
 
 
 def cpu_model() -> str:

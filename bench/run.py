@@ -54,12 +54,13 @@ from bench.common import (
     PeakSampler,
     audio_files,
     audio_seconds,
+    bench_cache_dir,
+    data_dir,
     device_info,
     markdown_table,
 )
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = bench_f0.SHARED
 F0_STAGES = ("f0-pm", "f0-dio", "f0-harvest", "f0-fcpe", "f0-crepe-tiny", "f0-crepe", "f0-rmvpe", "f0-rmvpe_gpu")
 STAGES = ("download", "enhance", "preprocess", *F0_STAGES, "features", "train", "index", "zip", "convert")
 QUICK_STAGES = ("download", "preprocess", "f0-pm", "features", "train", "index", "zip")
@@ -109,7 +110,7 @@ def weights_for(stages: list[str], weights_dir: Path | None) -> dict[str, str]:
     needed[MOSSFORMER2] = "enhance" in stages
     if weights_dir is not None:
         return {n: str(weights_dir / n) for n in needed}
-    root = Path(os.environ.get("RVC_CACHE_DIR", Path.home() / ".cache" / "rvc")) / "bench-weights"
+    root = bench_cache_dir() / "bench-weights"
     missing = [n for n, need in needed.items() if need and not (root / n).exists()]
     if missing:
         from tools.make_standin_weights import write_standins
@@ -167,11 +168,6 @@ def select_stages(args: argparse.Namespace, cuda: bool) -> list[str]:
     if not cuda:
         skip.add("f0-rmvpe_gpu")
     return [s for s in known if s in want and s not in skip]
-
-
-def data_dir(name: str) -> Path:
-    p = Path(name)
-    return p if p.is_dir() else SHARED / "data" / name
 
 
 def row_for(set_name: str, stage: str, res: dict[str, Any], audio_s: float, repeats: list[float]) -> dict[str, Any]:
