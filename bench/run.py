@@ -171,7 +171,8 @@ def select_stages(args: argparse.Namespace, cuda: bool) -> list[str]:
 
 
 def row_for(set_name: str, stage: str, res: dict[str, Any], audio_s: float, repeats: list[float]) -> dict[str, Any]:
-    row: dict[str, Any] = {"set": set_name, "stage": stage, **res}
+    audio_s = float(res.get("audio_s", audio_s))  # convert: its own 8 s input
+    row: dict[str, Any] = {"set": set_name, "stage": stage, **res, "audio_s": round(audio_s, 1)}
     if "error" in res:
         return row
     wall = float(res["wall_s"])
@@ -179,7 +180,6 @@ def row_for(set_name: str, stage: str, res: dict[str, Any], audio_s: float, repe
         row["runs_wall_s"] = [round(x, 2) for x in repeats]
         wall = statistics.median(repeats)
     row["wall_s"] = round(wall, 3)
-    audio_s = float(res.get("audio_s", audio_s))  # convert: its own 8 s input
     row["rtf"] = round(wall / audio_s, 5) if audio_s else None
     ref = REFERENCE_S.get(stage, {}).get(set_name)
     row["reference_s"] = ref
@@ -348,7 +348,6 @@ def main(argv: list[str] | None = None) -> int:
                     walls.append(float(res["wall_s"]))
                 res["loadavg_before"] = round(load, 2)
                 row = row_for(label, stage, res, audio_s, walls)
-                row["audio_s"] = round(audio_s, 1)
                 rows.append(row)
                 shown = "FAILED " + res["error"] if "error" in res else f"{row['wall_s']:.2f} s"
                 print(f"[bench] {label} {stage}: {shown} (load {load:.1f})", file=sys.stderr, flush=True)

@@ -50,6 +50,9 @@ def test_stage_selection_and_summary_against_reference():
     walls = {"preprocess": 1.0, "f0-rmvpe": 10.0, "features": 7.0, "index": 0.5}
     rows = [bench_run.row_for("joe_10min", s, {"wall_s": w}, 601.0, [w]) for s, w in walls.items()]
     assert rows[1]["reference_s"] == 175.0 and rows[1]["speedup"] == 17.5
+    assert rows[0]["audio_s"] == 601.0 and rows[0]["rtf"] == round(1.0 / 601.0, 5)
+    convert = bench_run.row_for("joe_10min", "convert", {"wall_s": 4.0, "audio_s": 8.0}, 601.0, [4.0])
+    assert convert["audio_s"] == 8.0 and convert["rtf"] == 0.5  # its own input, not the data set's
     (total,) = bench_run.summaries(rows, "joe_10min", 601.0)
     assert total["wall_s"] == 18.5
     assert total["reference_s"] == 5.7 + 175.0 + 77.0 + 3.5
