@@ -13,10 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from infer.lib.config import SAMPLE_RATES, load_config
+from infer.lib.config import CONTENT_DIMS, SAMPLE_RATES, load_config
 from infer.lib.models.synthesizer import Synthesizer
 
-CONTENT_VERSIONS = {256: "v1", 768: "v2"}
+CONTENT_VERSIONS = {dim: version for version, dim in CONTENT_DIMS.items()}
 
 
 @dataclass(frozen=True)
