@@ -9,9 +9,7 @@ import torch
 import torch.distributed as dist
 
 from infer.lib.config import RVCConfig
-from infer.lib.device import Precision
-
-GiB = 1 << 30
+from infer.lib.device import GiB, Precision
 
 
 @dataclass(frozen=True)
