@@ -288,7 +288,6 @@ class _Trainer(GanStep):
             from_scratch=self.s.from_scratch,
         )
 
-    # ---------------------------------------------------------------- one step
     # ---------------------------------------------------------------- held-out
     @torch.no_grad()
     def holdout_mel(self) -> float | None:
