@@ -30,6 +30,7 @@ from infer.lib.config import CONTENT_DIMS
 from infer.lib.errors import UserInputError
 from infer.lib.fileio import atomic_path, sha256_file
 from infer.lib.log import get_logger
+from infer.lib.model_variant import CONTENT_VERSIONS
 from infer.modules.vc.pipeline import (
     HUBERT_SR,
     ConversionStats,
@@ -333,8 +334,7 @@ class VC:
                 self._indexes.put(digest, cached)
             index = cached
         if model is not None and index.dim != model.content_dim:
-            kinds = {v: k for k, v in CONTENT_DIMS.items()}
-            kind = f"a {kinds[index.dim]} index" if index.dim in kinds else "not an RVC index"
+            kind = f"a {CONTENT_VERSIONS[index.dim]} index" if index.dim in CONTENT_VERSIONS else "not an RVC index"
             raise UserInputError(
                 f"index {index.path.name} holds {index.dim}-dim features ({kind}) but model {model.path.name} "
                 f"is {model.version} and uses {model.content_dim}-dim features: pick the index trained "
