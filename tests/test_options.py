@@ -177,7 +177,7 @@ def test_batch_size_accepts_numbers_and_auto(value, expected):
     assert isinstance(value, int) or re.search(BATCH_RE, value)
 
 
-@pytest.mark.parametrize("value", ["0", "-2", "seven", "7.5", "", "100000", True])
+@pytest.mark.parametrize("value", ["0", "-2", "seven", "7.5", "", "100000", True, "²", "３"])
 def test_batch_size_refuses_the_rest(value):
     with pytest.raises(UserInputError, match="batch_size"):
         parse_batch_size(value)

@@ -128,14 +128,15 @@ class TrainOptions:
 
 
 def parse_batch_size(value: str | int) -> int | str:
-    """`"auto"` or a whole number 1..MAX_BATCH_SIZE (text as the seed's API took it, or an int)."""
+    """`"auto"` or a whole number 1..MAX_BATCH_SIZE (text matching the API's `BATCH_RE`, or an int)."""
     if isinstance(value, bool):
         raise UserInputError(f"batch_size must be a whole number (e.g. 7) or 'auto', got {value!r}", field="batch_size")
-    text = str(value).strip().lower()
+    m = BATCH_RE.match(str(value))
+    if m is None:
+        raise UserInputError(f"batch_size must be a whole number (e.g. 7) or 'auto', got {value!r}", field="batch_size")
+    text = m.group(1).lower()
     if text == "auto":
         return "auto"
-    if not text.isdigit():
-        raise UserInputError(f"batch_size must be a whole number (e.g. 7) or 'auto', got {value!r}", field="batch_size")
     n = int(text)
     if not 1 <= n <= MAX_BATCH_SIZE:
         raise UserInputError(
