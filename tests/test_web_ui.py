@@ -61,6 +61,16 @@ def test_errors_name_the_form_field_by_its_label():
     assert web.error_text(UserInputError("plain")) == "Error: plain"
 
 
+@pytest.mark.parametrize("seed", ["x1", "-1", "1.5", "²"])
+def test_a_seed_that_is_not_a_whole_number_names_the_seed_field(seed):
+    from infer.lib.options import DEFAULTS
+
+    form = {**{n: DEFAULTS[n] for n in web.FORM_OPTIONS}, "seed": seed}
+    with pytest.raises(UserInputError) as err:
+        web.job_from_form(None, "", form)
+    assert err.value.field == "seed"
+
+
 def test_model_from_upload_picks_the_final_model_and_index(tmp_path):
     z = tmp_path / "voice.zip"
     with zipfile.ZipFile(z, "w") as zf:

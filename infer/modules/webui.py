@@ -264,7 +264,7 @@ def job_from_form(files: list[str] | None, urls_text: str, form: dict[str, Any])
     as text, `resume_from` as an uploaded file's path or None)."""
     values = dict(form)
     seed = str(values.pop("seed") or "").strip()
-    if seed and not seed.isdigit():
+    if seed and not seed.isdecimal():
         raise UserInputError(f"seed must be a whole number or empty, got {seed!r}", field="seed")
     zips, audio = split_uploads(files)
     urls = tuple(u.strip() for u in (urls_text or "").splitlines() if u.strip())
