@@ -90,6 +90,23 @@ def test_model_from_upload_picks_the_final_model_and_index(tmp_path):
         web.model_from_upload("", None, work)
 
 
+def test_model_from_upload_counts_what_comes_out_of_the_zip(tmp_path, monkeypatch):
+    z = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("voice.pth", b"\0" * (4 << 20))  # 4 MiB of zeros deflate to a few KiB
+        zf.writestr("voice.index", b"\0" * (4 << 20))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setattr(web, "UPLOAD_MODEL_MAX_BYTES", 1 << 20)
+    with pytest.raises(UserInputError, match="voice.pth is larger than 1 MiB"):
+        web.model_from_upload(str(z), None, work)
+    monkeypatch.setattr(web, "UPLOAD_MODEL_MAX_BYTES", 8 << 20)
+    monkeypatch.setattr(web, "UPLOAD_INDEX_MAX_BYTES", 1 << 20)
+    with pytest.raises(UserInputError, match="voice.index is larger than 1 MiB"):
+        web.model_from_upload(str(z), None, work)
+    assert [p.name for p in work.iterdir()] == ["voice.pth"]  # the refused index left nothing behind
+
+
 @pytest.fixture(scope="module")
 def web_ui(
     tmp_path_factory: pytest.TempPathFactory, product_weights: Path, extract_cache: ArrayCache

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 @contextmanager
@@ -42,6 +42,29 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
         if full:
             raise disk_full_error(path.parent, f"writing {path.name}") from e
         raise
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def copy_capped(src: IO[bytes], path: str | os.PathLike[str], cap: int) -> bool:
+    """Copy the stream `src` to `path` atomically, at most `cap` bytes.
+
+    The bytes are counted as they come out (a zip member's declared size can lie). False, with nothing
+    written, when more than `cap` bytes come out.
+    """
+    n = 0
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as out:
+            while block := src.read(1 << 20):
+                n += len(block)
+                if n > cap:
+                    raise _TooLarge
+                out.write(block)
+    except _TooLarge:
+        return False
+    return True
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

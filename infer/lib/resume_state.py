@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from infer.lib.errors import UserInputError
-from infer.lib.fileio import atomic_path
+from infer.lib.fileio import copy_capped
 
 CKPT_DIR = "checkpoints"
 STATE_NAME = "train_state.json"
@@ -274,13 +274,9 @@ def read_resume_state(zip_path: str | Path, caps: SizeCaps | None = None) -> dic
 
 def _copy_capped(z: zipfile.ZipFile, member: str, dst: Path, cap: int, zip_name: str) -> None:
     """Copy one member to `dst` atomically, refusing it when more than `cap` bytes come out."""
-    n = 0
-    with z.open(member) as src, atomic_path(dst) as tmp, open(tmp, "wb") as out:
-        while block := src.read(1 << 20):
-            n += len(block)
-            if n > cap:
-                raise _bad(zip_name, f"has a {member} larger than this model can be")
-            out.write(block)
+    with z.open(member) as src:
+        if not copy_capped(src, dst, cap):
+            raise _bad(zip_name, f"has a {member} larger than this model can be")
 
 
 def unpack_resume(zip_path: str | Path, folder: Path, caps: SizeCaps | None = None) -> dict[str, Any]:

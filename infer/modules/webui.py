@@ -23,8 +23,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from infer.lib.dataset_zip import MiB, ZipLimits
 from infer.lib.errors import CancelledError, UserInputError
+from infer.lib.fileio import copy_capped
 from infer.lib.options import TrainOptions, label
+from infer.lib.resume_state import SizeCaps
 from infer.lib.urls import redact_text
 from infer.modules.train.job import JobInputs, SharedModels, Workspace, check_zip, run_job
 from infer.modules.train.progress import ProgressEvent
@@ -340,6 +343,22 @@ def preview_from_zip(zip_path: Path, work_dir: Path) -> str | None:
 # ------------------------------------------------------------------------------------------------
 # Convert
 # ------------------------------------------------------------------------------------------------
+# what an uploaded model zip may unpack to: a voice model as large as a resume zip's, an index as one dataset file
+UPLOAD_MODEL_MAX_BYTES = SizeCaps().best_model
+UPLOAD_INDEX_MAX_BYTES = ZipLimits().max_file_bytes
+
+
+def _copy_from_upload(zf: zipfile.ZipFile, member: str, work_dir: Path, cap: int, zip_name: str) -> Path:
+    """`member` copied into `work_dir` under its plain name, counting the bytes that come out."""
+    dst = work_dir / Path(member).name
+    with zf.open(member) as src:
+        if not copy_capped(src, dst, cap):
+            raise UserInputError(
+                f"{zip_name}: {Path(member).name} is larger than {cap // MiB} MiB; not a model of ours"
+            )
+    return dst
+
+
 def model_from_upload(model_file: str, index_file: str | None, work_dir: Path) -> tuple[Path, Path | None]:
     """(model .pth, index or None) from an uploaded zip (ours) or a .pth (+ optional .index)."""
     if not model_file:
@@ -354,16 +373,11 @@ def model_from_upload(model_file: str, index_file: str | None, work_dir: Path) -
                 raise UserInputError(f"{src.name} holds no voice model (.pth)")
             # the final model, not the best-epoch copy, unless that is all there is
             pths.sort(key=lambda n: ("best" in Path(n).name.lower(), n.count("/"), len(n)))
-            chosen = pths[0]
-            model = work_dir / Path(chosen).name
-            with zf.open(chosen) as fin, open(model, "wb") as fout:
-                shutil.copyfileobj(fin, fout, 1 << 20)
+            model = _copy_from_upload(zf, pths[0], work_dir, UPLOAD_MODEL_MAX_BYTES, src.name)
             if index is None:
                 idx = [n for n in names if n.lower().endswith(".index")]
                 if idx:
-                    index = work_dir / Path(idx[0]).name
-                    with zf.open(idx[0]) as fin, open(index, "wb") as fout:
-                        shutil.copyfileobj(fin, fout, 1 << 20)
+                    index = _copy_from_upload(zf, idx[0], work_dir, UPLOAD_INDEX_MAX_BYTES, src.name)
         return model, index
     if src.suffix.lower() != ".pth":
         raise UserInputError(f"{src.name}: choose a .pth model file or the .zip from the Train tab")
