@@ -67,6 +67,7 @@ OUTPUT_PEAK = 0.99  # the output is scaled down to this peak when louder
 # the window's discarded right context, so it is done only when that context is >= SYNTH_TAIL_FRAMES).
 SYNTH_BUCKET_FRAMES = 256
 SYNTH_TAIL_FRAMES = 16
+RMS_BLOCK_FRAMES = 16  # half-second loudness frames squared at a time in `mix_rms` (8 s of audio)
 
 
 # ------------------------------------------------------------------------------------ settings
@@ -299,16 +300,17 @@ def mix_rms(
     1e-6. The reference's output is the synthesized frames minus the context, 1-2 frames short of
     the input's end; `Pipeline.run` passes that length as `span`, so the gain is the reference's
     sample for sample, and the samples past `span` (the last 10-20 ms) keep the gain at its end.
-    Works `chunk` samples at a time (memory stays bounded). rate 1 returns `converted` unchanged;
-    otherwise `converted` is scaled in place and returned.
+    The envelopes are `frame_rms` (`librosa.feature.rms`'s values bit for bit), `RMS_BLOCK_FRAMES`
+    frames at a time. Works `chunk` samples at a time (memory stays bounded). rate 1 returns
+    `converted` unchanged; otherwise `converted` is scaled in place and returned.
     """
-    import librosa
+    from infer.lib.slicer import frame_rms
 
     if rate >= 1.0 or len(converted) == 0:
         return converted
 
     def envelope(y: np.ndarray, sr: int) -> np.ndarray:
-        return librosa.feature.rms(y=y, frame_length=sr // 2 * 2, hop_length=sr // 2)[0].astype(np.float64)
+        return frame_rms(y, sr // 2 * 2, sr // 2, block=RMS_BLOCK_FRAMES).astype(np.float64)
 
     n = len(converted)
     span = n if span is None else min(max(int(span), 1), n)
