@@ -271,8 +271,7 @@ class SharedModels:
         half = getattr(device, "type", str(device)) == "cuda"
         shared = cls(device=device, weights_settings=settings, weights=dict(paths))
         shared.hubert = load_hubert(paths[HUBERT], device, half=half)
-        del_rmvpe = load_rmvpe(paths[RMVPE], "cpu")  # the pitch stage loads its own copy
-        del del_rmvpe
+        load_rmvpe(paths[RMVPE], "cpu")  # a check only (a bad file fails here): the pitch stage loads its own copy
         _log.info("HuBERT loaded and RMVPE checked in %.1fs", time.monotonic() - t0)
         shared._load_data_models(wd)
         return shared

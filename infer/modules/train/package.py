@@ -155,7 +155,8 @@ def index_card(report: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def relative_paths(obj: Any, roots: Sequence[str]) -> Any:
-    """`obj` (JSON-like) with every string that starts with one of `roots` made relative to it."""
+    """`obj` (JSON-like) with every occurrence of one of `roots` (+ "/") removed from its strings, at the
+    start or inside a message, so that no host path reaches the zip."""
     prefixes = sorted({r.rstrip("/") + "/" for r in roots if r.rstrip("/")}, key=len, reverse=True)
     if isinstance(obj, dict):
         return {k: relative_paths(v, prefixes) for k, v in obj.items()}
